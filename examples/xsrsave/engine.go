@@ -1,0 +1,410 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+)
+
+// hvmParamsSaved lists the HVM parameters a save carries, in the order Xen
+// 4.17's libxc writes them (only the non-zero ones go into the record):
+// STORE_PFN, IOREQ_PFN, BUFIOREQ_PFN, PAGING_RING_PFN, MONITOR_RING_PFN,
+// SHARING_RING_PFN, VM86_TSS_SIZED, CONSOLE_PFN, ACPI_IOPORTS_LOCATION,
+// VIRIDIAN, IDENT_PT, VM_GENERATION_ID_ADDR, IOREQ_SERVER_PFN,
+// NR_IOREQ_SERVER_PAGES, X87_FIP_WIDTH, MCA_CAP.
+var hvmParamsSaved = []uint32{1, 5, 6, 27, 28, 29, 37, 17, 19, 9, 12, 34, 32, 33, 36, 38}
+
+// maxP2MSize is the largest p2m a restore accepts (xg_sr_restore).
+const maxP2MSize = 0x0fffffff
+
+// Options tune a save.
+type Options struct {
+	Live        bool   // log-dirty precopy rounds before suspending
+	MaxRounds   int    // precopy rounds after the first full pass (libxc: 5)
+	TargetDirty uint64 // stop precopy once fewer pages are dirty (libxc: 50)
+	// Config is the domain configuration (libxl JSON) for the xl header;
+	// xl restore needs it.
+	Config   []byte
+	XenMajor uint32 // Xen version for the libxc domain header
+	XenMinor uint32
+	// Progress receives human-readable progress lines; nil discards them.
+	Progress io.Writer
+}
+
+// RoundStats describes one pass over memory.
+type RoundStats struct {
+	Round   int           // 0 is the first full pass; Final marks stop-and-copy
+	Final   bool          // sent while the domain was suspended
+	Dirty   uint64        // frames marked in the bitmap for this pass
+	Sent    uint64        // pages with data written
+	Elapsed time.Duration // wall time of the pass
+}
+
+// Stats summarises a save.
+type Stats struct {
+	P2MSize  uint64
+	Rounds   []RoundStats
+	Pages    uint64        // pages with data written, all rounds
+	Bytes    int64         // bytes of stream written
+	Total    time.Duration // from start to the flushed END
+	Downtime time.Duration // from suspend request to the flushed END
+}
+
+// Saver saves one domain. Use Save once, then Commit (destroy the domain) or
+// Abort (resume it) as the receiving side's answer dictates.
+type Saver struct {
+	d         Domain
+	opt       Options
+	info      DomainInfo
+	suspended bool
+	logDirty  bool
+
+	// batch scratch, reused across batches
+	pfns    []uint64
+	types   []uint32
+	mpfns   []uint64
+	entries []byte
+	parts   [][]byte
+	stats   Stats
+	out     *imageWriter
+}
+
+// NewSaver returns a Saver of d.
+func NewSaver(d Domain, opt Options) *Saver {
+	if opt.MaxRounds <= 0 {
+		opt.MaxRounds = 5
+	}
+	if opt.TargetDirty == 0 {
+		opt.TargetDirty = 50
+	}
+	return &Saver{
+		d: d, opt: opt,
+		pfns:    make([]uint64, 0, maxBatch),
+		types:   make([]uint32, maxBatch),
+		mpfns:   make([]uint64, 0, maxBatch),
+		entries: make([]byte, 8+8*maxBatch),
+		parts:   make([][]byte, 0, 2+maxBatch),
+	}
+}
+
+func (s *Saver) logf(format string, a ...any) {
+	if s.opt.Progress != nil {
+		fmt.Fprintf(s.opt.Progress, format+"\n", a...)
+	}
+}
+
+// Save writes the whole xl save image of the domain to w. On success the
+// domain is left suspended: call Commit or Abort. On failure the domain has
+// been resumed (or was never stopped) and the error is a *SaveError.
+func (s *Saver) Save(w io.Writer) (Stats, error) {
+	start := time.Now()
+	err := s.save(w)
+	if err != nil {
+		return s.stats, s.recover(err)
+	}
+	s.stats.Total = time.Since(start)
+	s.stats.Bytes = s.out.n
+	return s.stats, nil
+}
+
+// Commit destroys the saved domain, as `xl save` does after a successful
+// save.
+func (s *Saver) Commit() error {
+	if s.logDirty {
+		s.d.DisableLogDirty()
+		s.logDirty = false
+	}
+	return s.d.Destroy()
+}
+
+// Abort resumes the domain after a complete save whose image was refused
+// downstream (a failed migration): the guest carries on where it was.
+func (s *Saver) Abort() error {
+	e := s.recover(nil)
+	if e != nil {
+		return e
+	}
+	return nil
+}
+
+// recover undoes log-dirty and suspension after cause; it returns a
+// *SaveError for cause (nil cause: nil unless resuming fails).
+func (s *Saver) recover(cause error) error {
+	se, _ := cause.(*SaveError)
+	if cause != nil && se == nil {
+		se = &SaveError{Step: "save", Round: -1, Err: cause}
+	}
+	if s.logDirty {
+		if err := s.d.DisableLogDirty(); err != nil {
+			s.logf("xsrsave: disabling log-dirty: %v", err)
+		}
+		s.logDirty = false
+	}
+	resumed := true
+	if s.suspended {
+		if err := s.d.Resume(); err != nil {
+			resumed = false
+			s.logf("xsrsave: RESUME FAILED: %v", err)
+			if se == nil {
+				se = &SaveError{Step: "resume", Round: -1, Err: err}
+			}
+		} else {
+			s.suspended = false
+			s.logf("xsrsave: domain %d resumed (suspend cancelled)", s.info.ID)
+		}
+	}
+	if se == nil {
+		return nil
+	}
+	se.Resumed = resumed
+	return se
+}
+
+func stepErr(step string, err error) error {
+	return &SaveError{Step: step, Round: -1, Err: err}
+}
+
+func (s *Saver) save(w io.Writer) error {
+	info, err := s.d.Info()
+	if err != nil {
+		return stepErr("domain info", err)
+	}
+	s.info = info
+	if !info.HVM {
+		return stepErr("domain info", ErrNotHVM)
+	}
+	maxgpfn, err := s.d.MaxGPFN()
+	if err != nil {
+		return stepErr("maximum gpfn", err)
+	}
+	p2m := maxgpfn + 1
+	if p2m > maxP2MSize {
+		return stepErr("maximum gpfn", fmt.Errorf("%w: %d frames", ErrTooBig, p2m))
+	}
+	s.stats.P2MSize = p2m
+	cpuid, msr, err := s.d.CPUPolicy()
+	if err != nil {
+		return stepErr("cpu policy", err)
+	}
+
+	s.out = newImageWriter(w)
+	out := s.out
+	out.xlHeader(s.opt.Config)
+	out.libxlHeader()
+	out.record(libxlRecLibxcContext)
+	out.libxcHeaders(s.opt.XenMajor, s.opt.XenMinor)
+	out.record(recX86CPUIDPolicy, cpuid)
+	out.record(recX86MSRPolicy, msr)
+	out.record(recStaticDataEnd)
+	if out.err != nil {
+		return stepErr("write headers", out.err)
+	}
+	s.logf("xsrsave: domain %d: %d pages (%d MiB), p2m size %d, live=%v",
+		info.ID, info.TotPages, info.TotPages*PageSize>>20, p2m, s.opt.Live)
+
+	bm := NewBitmap(p2m)
+	var suspendAt time.Time
+	if s.opt.Live {
+		if err := s.d.EnableLogDirty(); err != nil {
+			return stepErr("enable log-dirty", err)
+		}
+		s.logDirty = true
+		bm.SetAll()
+		dirty := p2m
+		for round := 0; ; round++ {
+			stop := round >= s.opt.MaxRounds || dirty < s.opt.TargetDirty
+			if dirty > 0 {
+				if err := s.sendPages(bm, round, false); err != nil {
+					return err
+				}
+			}
+			if stop {
+				break
+			}
+			if dirty, err = s.d.CleanDirty(bm); err != nil {
+				return &SaveError{Step: "log-dirty clean", Round: round + 1, Err: err}
+			}
+			s.logf("xsrsave: round %d: %d pages dirtied during round %d", round+1, dirty, round)
+		}
+		suspendAt = time.Now()
+		if err := s.suspend(); err != nil {
+			return err
+		}
+		if _, err := s.d.CleanDirty(bm); err != nil {
+			return &SaveError{Step: "final log-dirty clean", Round: len(s.stats.Rounds), Err: err}
+		}
+		if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
+			return err
+		}
+		// Every page is in the stream: log-dirty has done its job.
+		if err := s.d.DisableLogDirty(); err != nil {
+			return stepErr("disable log-dirty", err)
+		}
+		s.logDirty = false
+	} else {
+		suspendAt = time.Now()
+		if err := s.suspend(); err != nil {
+			return err
+		}
+		bm.SetAll()
+		if err := s.sendPages(bm, 0, true); err != nil {
+			return err
+		}
+	}
+
+	tsc, err := s.d.TSCInfo()
+	if err != nil {
+		return stepErr("tsc info", err)
+	}
+	var tb [24]byte
+	le := binary.LittleEndian
+	le.PutUint32(tb[0:], tsc.Mode)
+	le.PutUint32(tb[4:], tsc.KHz)
+	le.PutUint64(tb[8:], tsc.Nsec)
+	le.PutUint32(tb[16:], tsc.Incarnation)
+	out.record(recX86TSCInfo, tb[:])
+
+	ctx, err := s.d.HVMContext()
+	if err != nil {
+		return stepErr("hvm context", err)
+	}
+	out.record(recHVMContext, ctx)
+
+	params := make([]byte, 8, 8+16*len(hvmParamsSaved))
+	var n uint32
+	for _, idx := range hvmParamsSaved {
+		v, err := s.d.HVMParam(idx)
+		if err != nil {
+			return stepErr(fmt.Sprintf("hvm param %d", idx), err)
+		}
+		if v != 0 {
+			params = le.AppendUint64(params, uint64(idx))
+			params = le.AppendUint64(params, v)
+			n++
+		}
+	}
+	le.PutUint32(params[0:], n)
+	if n > 0 {
+		out.record(recHVMParams, params)
+	}
+	out.record(recEnd)
+	out.record(libxlRecEnd)
+	if err := out.flush(); err != nil {
+		return stepErr("write end of stream", err)
+	}
+	s.stats.Downtime = time.Since(suspendAt)
+	return nil
+}
+
+// suspend asks the guest to suspend and checks that it did.
+func (s *Saver) suspend() error {
+	t := time.Now()
+	if err := s.d.Suspend(); err != nil {
+		// The guest may have suspended after all: make recover resume it.
+		if i, e := s.d.Info(); e == nil && i.Suspended() {
+			s.suspended = true
+		}
+		return stepErr("suspend", err)
+	}
+	s.suspended = true
+	info, err := s.d.Info()
+	if err != nil {
+		return stepErr("suspend", err)
+	}
+	if !info.Suspended() {
+		return stepErr("suspend", fmt.Errorf("%w: shutdown=%v reason=%d", ErrNotSuspended, info.Shutdown, info.ShutdownReason))
+	}
+	s.logf("xsrsave: domain %d suspended in %v", s.info.ID, time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+// sendPages writes every frame marked in bm as PAGE_DATA records.
+func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
+	t := time.Now()
+	rs := RoundStats{Round: round, Final: final, Dirty: bm.Count()}
+	s.pfns = s.pfns[:0]
+	flush := func() error {
+		if len(s.pfns) == 0 {
+			return nil
+		}
+		n, err := s.writeBatch(round)
+		rs.Sent += n
+		s.pfns = s.pfns[:0]
+		return err
+	}
+	err := bm.ForEach(func(p uint64) error {
+		s.pfns = append(s.pfns, p)
+		if len(s.pfns) == maxBatch {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	rs.Elapsed = time.Since(t)
+	s.stats.Rounds = append(s.stats.Rounds, rs)
+	s.stats.Pages += rs.Sent
+	if err != nil {
+		return err
+	}
+	what := "live"
+	if final {
+		what = "suspended"
+	}
+	sec := rs.Elapsed.Seconds()
+	if sec <= 0 {
+		sec = 1e-9
+	}
+	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB) in %v, %.1f MiB/s",
+		round, what, rs.Dirty, rs.Sent, float64(rs.Sent*PageSize)/(1<<20),
+		rs.Elapsed.Round(time.Millisecond), float64(rs.Sent*PageSize)/(1<<20)/sec)
+	return nil
+}
+
+// writeBatch writes one PAGE_DATA record for s.pfns (at most maxBatch).
+// Frames without data (holes) are left out of the record: a restore does
+// nothing for them either way.
+func (s *Saver) writeBatch(round int) (uint64, error) {
+	types := s.types[:len(s.pfns)]
+	if err := s.d.PageTypes(s.pfns, types); err != nil {
+		return 0, &SaveError{Step: "page types", Round: round, PFN: s.pfns[0], HasPFN: true, Err: err}
+	}
+	s.mpfns = s.mpfns[:0]
+	le := binary.LittleEndian
+	ent := s.entries[:8]
+	for i, p := range s.pfns {
+		if !pageHasData(types[i]) {
+			continue
+		}
+		s.mpfns = append(s.mpfns, p)
+		ent = le.AppendUint64(ent, uint64(types[i]&PageTypeMask)<<32|p)
+	}
+	if len(s.mpfns) == 0 {
+		return 0, nil
+	}
+	le.PutUint32(ent[0:], uint32(len(s.mpfns)))
+	le.PutUint32(ent[4:], 0)
+	m, err := s.d.MapPages(s.mpfns)
+	if err != nil {
+		return 0, &SaveError{Step: "map pages", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: err}
+	}
+	defer m.Unmap()
+	s.parts = append(s.parts[:0], ent)
+	for i, p := range s.mpfns {
+		pg, err := m.Page(i)
+		if err == nil && len(pg) != PageSize {
+			err = fmt.Errorf("mapped page is %d bytes", len(pg))
+		}
+		if err != nil {
+			return 0, &SaveError{Step: "map page", Round: round, PFN: p, HasPFN: true, Err: err}
+		}
+		s.parts = append(s.parts, pg)
+	}
+	s.out.record(recPageData, s.parts...)
+	if s.out.err != nil {
+		return 0, &SaveError{Step: "write page data", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: s.out.err}
+	}
+	return uint64(len(s.mpfns)), nil
+}
