@@ -6,6 +6,8 @@ import (
 	"io"
 )
 
+var le = binary.LittleEndian
+
 // Record types this program writes. libxc (v3) and libxl (v2) numbers are
 // separate spaces; both frame records the same way: u32 type, u32 body
 // length, body, zero padding to a multiple of 8.

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// prepareConfig turns the libxl JSON xl keeps for a running domain into
+// what `xl save` puts in its header: the same configuration, without a
+// requested domid (c_info.domid), so the restore picks a fresh one, as xl
+// save does without -p... and without trailing NULs.
+func prepareConfig(b []byte) ([]byte, error) {
+	b = bytes.TrimRight(b, "\x00 \n")
+	var top map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&top); err != nil {
+		return nil, fmt.Errorf("domain configuration is not JSON: %w", err)
+	}
+	ci, ok := top["c_info"]
+	if !ok {
+		return nil, fmt.Errorf("domain configuration has no c_info")
+	}
+	var cinfo map[string]json.RawMessage
+	if err := json.Unmarshal(ci, &cinfo); err != nil {
+		return nil, fmt.Errorf("c_info: %w", err)
+	}
+	if _, ok := cinfo["domid"]; !ok {
+		return b, nil // nothing to change: keep the bytes as xl wrote them
+	}
+	delete(cinfo, "domid")
+	nb, err := json.Marshal(cinfo)
+	if err != nil {
+		return nil, err
+	}
+	top["c_info"] = nb
+	return json.MarshalIndent(top, "", "    ")
+}
+
+// configName returns c_info.name of a libxl JSON configuration.
+func configName(b []byte) string {
+	var c struct {
+		CInfo struct {
+			Name string `json:"name"`
+		} `json:"c_info"`
+	}
+	json.Unmarshal(bytes.TrimRight(b, "\x00"), &c)
+	return c.CInfo.Name
+}

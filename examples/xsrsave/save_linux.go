@@ -1,0 +1,118 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+)
+
+func saveDomain(a saveArgs) error {
+	d, err := openXenDomain(a.domid)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	d.SuspendTimeout = a.suspendTimeout
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	var config []byte
+	if a.configFile != "" {
+		if config, err = os.ReadFile(a.configFile); err == nil {
+			config, err = prepareConfig(config)
+		}
+	} else {
+		config, err = domainConfig(a.domid, info.Handle)
+	}
+	if err != nil {
+		return err
+	}
+	major, minor, err := d.pc.xenVersion()
+	if err != nil {
+		return fmt.Errorf("xen_version: %w", err)
+	}
+	s := NewSaver(d, Options{
+		Live: a.live, MaxRounds: a.rounds, TargetDirty: a.target,
+		Config: config, XenMajor: major, XenMinor: minor, Progress: a.progress,
+	})
+	logf := func(f string, v ...any) {
+		if a.progress != nil {
+			fmt.Fprintf(a.progress, f+"\n", v...)
+		}
+	}
+
+	if a.migrate != "" {
+		cmd := exec.Command("/bin/sh", "-c", a.migrate)
+		send, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		recv, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		cmd.Stderr = a.stderr
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("migration receiver: %w", err)
+		}
+		name := configName(config)
+		namePath := fmt.Sprintf("/local/domain/%d/name", a.domid)
+		m := &Migration{Send: send, Recv: recv, Name: name, Logf: logf,
+			Rename: func(to string) error { return d.xs.Write(namePath, to) }}
+		st, err := m.Run(s)
+		send.Close()
+		werr := cmd.Wait()
+		if err != nil {
+			return err
+		}
+		if werr != nil {
+			logf("xsrsave: receiver exited: %v", werr)
+		}
+		summary(a.progress, a.domid, st, "migrated")
+		return nil
+	}
+
+	var w io.Writer
+	var f *os.File
+	if a.out == "-" {
+		w = a.stdout
+	} else {
+		if f, err = os.Create(a.out); err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	if a.injectClose >= 0 {
+		if f == nil {
+			return fmt.Errorf("-inject-close-after needs -o FILE")
+		}
+		w = &closingWriter{f: f, limit: a.injectClose}
+	}
+	st, err := s.Save(w)
+	if err == nil && f != nil {
+		err = f.Sync()
+		if err != nil {
+			s.Abort()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if a.checkpoint {
+		if err := s.Abort(); err != nil {
+			return err
+		}
+		summary(a.progress, a.domid, st, "checkpointed")
+		return nil
+	}
+	if err := s.Commit(); err != nil {
+		return fmt.Errorf("saved, but destroying the domain failed: %w", err)
+	}
+	summary(a.progress, a.domid, st, "saved")
+	return nil
+}
