@@ -1,0 +1,202 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xensr/xensr/internal/labtest"
+)
+
+func labDomid(t *testing.T, name string) int {
+	t.Helper()
+	out := labtest.Run(t, "xl", "domid", name)
+	id, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("xl domid %s: %q", name, out)
+	}
+	return id
+}
+
+// runXsrsave runs the command in-process and returns its exit code and
+// stderr.
+func runXsrsave(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	rc := run(args, os.Stdout, &stderr)
+	t.Logf("xsrsave %s -> %d\n%s", strings.Join(args, " "), rc, stderr.String())
+	return rc, stderr.String()
+}
+
+var counterRE = regexp.MustCompile(`counter=(\d+)`)
+
+// countersAfter returns the counters the guest printed after byte offset
+// off of its console log.
+func countersAfter(name string, off int64) []int {
+	b, _ := os.ReadFile(labtest.ConsoleLog(name))
+	if off > int64(len(b)) {
+		off = 0
+	}
+	var cs []int
+	for _, m := range counterRE.FindAllSubmatch(b[off:], -1) {
+		n, _ := strconv.Atoi(string(m[1]))
+		cs = append(cs, n)
+	}
+	return cs
+}
+
+func logSize(name string) int64 {
+	st, err := os.Stat(labtest.ConsoleLog(name))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// goesOn checks the guest keeps counting from where it was: the first
+// counter printed after off is last+1..last+5, and it reaches last+3.
+func goesOn(t *testing.T, name string, last int, off int64, what string) {
+	t.Helper()
+	labtest.WaitCounter(t, name, last+2, 2*time.Minute)
+	cs := countersAfter(name, off)
+	if len(cs) == 0 || cs[0] <= last || cs[0] > last+5 {
+		t.Fatalf("%s: guest %s printed %v after the save; want it to go on from %d", what, name, cs, last)
+	}
+	t.Logf("%s: counter went on %d -> %v", what, last, cs)
+}
+
+// guestRunning fails t unless the domain id runs (not paused, not shut down).
+func guestRunning(t *testing.T, name string, id int) {
+	t.Helper()
+	if got := labDomid(t, name); got != id {
+		t.Fatalf("guest %s is domain %d now, want %d (it was not left in place)", name, got, id)
+	}
+	out := labtest.Run(t, "xl", "list", strconv.Itoa(id))
+	if f := strings.Fields(out); len(f) < 11 || strings.ContainsAny(f[10], "ps") {
+		t.Fatalf("domain %d is not running:\n%s", id, out)
+	}
+}
+
+func timeIt(fn func()) time.Duration {
+	t0 := time.Now()
+	fn()
+	return time.Since(t0)
+}
+
+// TestLabXsrsave: a PVH guest saved by xsrsave and restored by real xl;
+// failures injected mid-save leave it running; xl save timed against
+// xsrsave on the same guest; a live migration into xl migrate-receive.
+func TestLabXsrsave(t *testing.T) {
+	labtest.Require(t)
+	out := labtest.OutDir(t)
+	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	var report strings.Builder
+	rec := func(format string, a ...any) {
+		fmt.Fprintf(&report, format+"\n", a...)
+		t.Logf(format, a...)
+	}
+	defer func() { os.WriteFile(filepath.Join(out, "xsrsave-lab-report.txt"), []byte(report.String()), 0o644) }()
+
+	ok := t.Run("InjectedFailureLeavesGuestRunning", func(t *testing.T) {
+		for _, live := range []bool{false, true} {
+			id := labDomid(t, name)
+			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+			last, off := labtest.Counter(name), logSize(name)
+			args := []string{"-domid", strconv.Itoa(id), "-o", "/tmp/xsrsave-fail.save", "-inject-close-after", strconv.Itoa(48 << 20)}
+			if live {
+				args = append(args, "-live")
+			}
+			rc, stderr := runXsrsave(t, args...)
+			os.Remove("/tmp/xsrsave-fail.save")
+			if rc == 0 || !strings.Contains(stderr, "domain left running") {
+				t.Fatalf("live=%v: rc %d; want a failure that leaves the domain running", live, rc)
+			}
+			guestRunning(t, name, id)
+			goesOn(t, name, last, off, fmt.Sprintf("failed save (live=%v)", live))
+			rec("injected close at 48 MiB (live=%v): xsrsave failed, domain %d resumed and counting", live, id)
+		}
+	})
+	if !ok {
+		return
+	}
+
+	ok = t.Run("SaveThenXlRestore", func(t *testing.T) {
+		id := labDomid(t, name)
+		file := filepath.Join("/tmp", "xsrsave-guest3.save")
+		defer os.Remove(file)
+		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		var rc int
+		d := timeIt(func() { rc, _ = runXsrsave(t, "-domid", strconv.Itoa(id), "-o", file) })
+		last, off := labtest.Counter(name), logSize(name)
+		if rc != 0 {
+			t.Fatalf("xsrsave failed")
+		}
+		if _, err := labtest.RunErr("xl", "domid", name); err == nil {
+			t.Fatalf("domain %s still exists after a successful save", name)
+		}
+		st, _ := os.Stat(file)
+		rec("xsrsave save of the 128 MiB PVH guest: %.2f s, %d bytes", d.Seconds(), st.Size())
+		var rout string
+		dr := timeIt(func() { rout = labtest.Run(t, "xl", "restore", file) })
+		t.Logf("xl restore:\n%s", rout)
+		goesOn(t, name, last, off, "xl restore of the xsrsave image")
+		rec("xl restore of the xsrsave image: %.2f s; counter went on from %d", dr.Seconds(), last)
+		// Keep a copy for verify-stream-v2 on the host.
+		labtest.Run(t, "cp", file, filepath.Join(out, "xsrsave-guest3.save"))
+
+		// The same guest saved by xl, for the timing comparison.
+		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		xfile := "/tmp/xl-guest3.save"
+		defer os.Remove(xfile)
+		dx := timeIt(func() { labtest.Run(t, "xl", "save", name, xfile) })
+		last, off = labtest.Counter(name), logSize(name)
+		xst, _ := os.Stat(xfile)
+		rec("xl save of the same guest: %.2f s, %d bytes", dx.Seconds(), xst.Size())
+		labtest.Run(t, "xl", "restore", xfile)
+		goesOn(t, name, last, off, "xl restore of the xl image")
+	})
+	if !ok {
+		return
+	}
+
+	t.Run("LiveMigrateIntoXlMigrateReceive", func(t *testing.T) {
+		id := labDomid(t, name)
+		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		last, off := labtest.Counter(name), logSize(name)
+		stream := filepath.Join(out, "xsrsave-migrate.stream")
+		var rc int
+		var stderr string
+		d := timeIt(func() {
+			rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-live",
+				"-migrate", "tee /tmp/xsrsave-migrate.stream | xl migrate-receive")
+		})
+		if rc != 0 {
+			t.Fatalf("live migration failed")
+		}
+		labtest.RunErr("cp", "/tmp/xsrsave-migrate.stream", stream)
+		os.Remove("/tmp/xsrsave-migrate.stream")
+		nid := labDomid(t, name)
+		if nid == id {
+			t.Fatalf("guest %s is still domain %d", name, id)
+		}
+		if _, err := labtest.RunErr("xl", "list", strconv.Itoa(id)); err == nil {
+			t.Errorf("source domain %d still exists", id)
+		}
+		goesOn(t, name, last, off, "live migration")
+		var rounds []string
+		for _, l := range strings.Split(stderr, "\n") {
+			if strings.Contains(l, "dirty frames") || strings.Contains(l, "migrated domain") {
+				rounds = append(rounds, l)
+			}
+		}
+		rec("live migration into xl migrate-receive: %.2f s, domain %d -> %d\n%s", d.Seconds(), id, nid, strings.Join(rounds, "\n"))
+	})
+}
