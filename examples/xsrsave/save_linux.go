@@ -7,9 +7,30 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 )
 
+// lockedWriter serialises writes from our progress and the receiver's
+// stderr copier.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 func saveDomain(a saveArgs) error {
+	if a.migrate != "" {
+		lw := &lockedWriter{w: a.stderr}
+		a.stderr = lw
+		if a.progress != nil {
+			a.progress = lw
+		}
+	}
 	d, err := openXenDomain(a.domid)
 	if err != nil {
 		return err
