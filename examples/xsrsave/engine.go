@@ -15,6 +15,10 @@ import (
 // NR_IOREQ_SERVER_PAGES, X87_FIP_WIDTH, MCA_CAP.
 var hvmParamsSaved = []uint32{1, 5, 6, 27, 28, 29, 37, 17, 19, 9, 12, 34, 32, 33, 36, 38}
 
+// ringParams are the HVM parameters naming the xenstore and console ring
+// pages (STORE_PFN, CONSOLE_PFN).
+var ringParams = []uint32{1, 17}
+
 // maxP2MSize is the largest p2m a restore accepts (xg_sr_restore).
 const maxP2MSize = 0x0fffffff
 
@@ -233,6 +237,14 @@ func (s *Saver) save(w io.Writer) error {
 		}
 		if _, err := s.d.CleanDirty(bm); err != nil {
 			return &SaveError{Step: "final log-dirty clean", Round: len(s.stats.Rounds), Err: err}
+		}
+		// dom0's xenstored and xenconsoled write the guest's ring pages
+		// through foreign mappings, which log-dirty does not see: send
+		// those pages again now that they are quiet.
+		for _, idx := range ringParams {
+			if v, err := s.d.HVMParam(idx); err == nil && v != 0 && v < p2m {
+				bm.Set(v)
+			}
 		}
 		if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
 			return err

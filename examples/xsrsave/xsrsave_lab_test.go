@@ -85,6 +85,17 @@ func guestRunning(t *testing.T, name string, id int) {
 	}
 }
 
+// roundLines picks the per-round progress and the summary from stderr.
+func roundLines(stderr string) string {
+	var ls []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "dirty frames") || strings.Contains(l, "xsrsave: saved") || strings.Contains(l, "migrated domain") {
+			ls = append(ls, "  "+l)
+		}
+	}
+	return strings.Join(ls, "\n")
+}
+
 func timeIt(fn func()) time.Duration {
 	t0 := time.Now()
 	fn()
@@ -134,7 +145,8 @@ func TestLabXsrsave(t *testing.T) {
 		defer os.Remove(file)
 		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 		var rc int
-		d := timeIt(func() { rc, _ = runXsrsave(t, "-domid", strconv.Itoa(id), "-o", file) })
+		var stderr string
+		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-o", file) })
 		last, off := labtest.Counter(name), logSize(name)
 		if rc != 0 {
 			t.Fatalf("xsrsave failed")
@@ -143,7 +155,7 @@ func TestLabXsrsave(t *testing.T) {
 			t.Fatalf("domain %s still exists after a successful save", name)
 		}
 		st, _ := os.Stat(file)
-		rec("xsrsave save of the 128 MiB PVH guest: %.2f s, %d bytes", d.Seconds(), st.Size())
+		rec("xsrsave save of the 128 MiB PVH guest: %.2f s, %d bytes\n%s", d.Seconds(), st.Size(), roundLines(stderr))
 		var rout string
 		dr := timeIt(func() { rout = labtest.Run(t, "xl", "restore", file) })
 		t.Logf("xl restore:\n%s", rout)
@@ -162,6 +174,26 @@ func TestLabXsrsave(t *testing.T) {
 		rec("xl save of the same guest: %.2f s, %d bytes", dx.Seconds(), xst.Size())
 		labtest.Run(t, "xl", "restore", xfile)
 		goesOn(t, name, last, off, "xl restore of the xl image")
+	})
+	if !ok {
+		return
+	}
+
+	ok = t.Run("LiveSaveThenXlRestore", func(t *testing.T) {
+		id := labDomid(t, name)
+		file := "/tmp/xsrsave-live.save"
+		defer os.Remove(file)
+		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		var rc int
+		var stderr string
+		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-live", "-o", file) })
+		last, off := labtest.Counter(name), logSize(name)
+		if rc != 0 {
+			t.Fatalf("xsrsave -live failed")
+		}
+		labtest.Run(t, "xl", "restore", file)
+		goesOn(t, name, last, off, "xl restore of a live xsrsave image")
+		rec("xsrsave -live to a file: %.2f s, xl restore: counter went on from %d\n%s", d.Seconds(), last, roundLines(stderr))
 	})
 	if !ok {
 		return
@@ -191,12 +223,6 @@ func TestLabXsrsave(t *testing.T) {
 			t.Errorf("source domain %d still exists", id)
 		}
 		goesOn(t, name, last, off, "live migration")
-		var rounds []string
-		for _, l := range strings.Split(stderr, "\n") {
-			if strings.Contains(l, "dirty frames") || strings.Contains(l, "migrated domain") {
-				rounds = append(rounds, l)
-			}
-		}
-		rec("live migration into xl migrate-receive: %.2f s, domain %d -> %d\n%s", d.Seconds(), id, nid, strings.Join(rounds, "\n"))
+		rec("live migration into xl migrate-receive: %.2f s, domain %d -> %d\n%s", d.Seconds(), id, nid, roundLines(stderr))
 	})
 }
