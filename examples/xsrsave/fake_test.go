@@ -158,7 +158,7 @@ func (f *fakeDomain) MapPages(pfns []uint64) (PageMap, error) {
 	return m, nil
 }
 
-func (f *fakeDomain) HVMContext() ([]byte, error)        { return f.ctx, nil }
+func (f *fakeDomain) HVMContext() ([]byte, error)         { return f.ctx, nil }
 func (f *fakeDomain) HVMParam(idx uint32) (uint64, error) { return f.params[idx], nil }
 func (f *fakeDomain) CPUPolicy() ([]byte, []byte, error)  { return f.cpuid, f.msr, nil }
 func (f *fakeDomain) TSCInfo() (TSCInfo, error)           { return f.tsc, nil }
