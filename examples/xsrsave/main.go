@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	target := fs.Uint64("target-dirty", 50, "stop pre-copy below this many dirty pages")
 	configFile := fs.String("config", "", "libxl JSON configuration to embed (default: the one xl keeps for the domain)")
 	suspendTimeout := fs.Duration("suspend-timeout", 60*time.Second, "how long to wait for the guest to suspend")
+	streamCopy := fs.String("stream-copy", "", "with -migrate: also write the stream sent to the receiver into this file")
 	injectClose := fs.Int64("inject-close-after", -1, "test: close the output after this many bytes")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
@@ -69,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := saveDomain(saveArgs{
 		domid: uint32(*domid), out: *out, live: *live, checkpoint: *checkpoint,
 		migrate: *migrate, rounds: *rounds, target: *target, configFile: *configFile,
-		suspendTimeout: *suspendTimeout, injectClose: *injectClose,
+		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy,
 		stdout: stdout, stderr: stderr, progress: progress,
 	})
 	if err != nil {
@@ -90,6 +91,7 @@ type saveArgs struct {
 	configFile     string
 	suspendTimeout time.Duration
 	injectClose    int64
+	streamCopy     string
 	stdout, stderr io.Writer
 	progress       io.Writer
 }

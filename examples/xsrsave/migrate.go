@@ -51,6 +51,9 @@ func expect(r io.Reader, msg string) error {
 type Migration struct {
 	Send io.Writer // to the receiver's stdin
 	Recv io.Reader // from the receiver's stdout
+	// Copy, if set, receives a copy of the save stream (not of the
+	// protocol messages around it).
+	Copy io.Writer
 	// Rename renames the source domain (to "NAME--migratedaway" before the
 	// receiver takes the name, back on failure); nil skips renaming.
 	Rename func(to string) error
@@ -70,7 +73,11 @@ func (m *Migration) Run(s *Saver) (Stats, error) {
 	if err := expect(m.Recv, migrateBanner); err != nil {
 		return Stats{}, err // nothing touched yet
 	}
-	st, err := s.Save(m.Send)
+	var w io.Writer = m.Send
+	if m.Copy != nil {
+		w = io.MultiWriter(m.Send, m.Copy)
+	}
+	st, err := s.Save(w)
 	if err != nil {
 		return st, err // Save resumed the domain
 	}

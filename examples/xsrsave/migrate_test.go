@@ -50,10 +50,14 @@ func TestMigrationProtocol(t *testing.T) {
 		done := make(chan error, 1)
 		fakeReceiver(t, sr, rw, status, &img, done)
 		var names []string
-		m := &Migration{Send: sw, Recv: rr, Name: "guest3", Rename: func(to string) error { names = append(names, to); return nil }}
+		var copied bytes.Buffer
+		m := &Migration{Send: sw, Recv: rr, Copy: &copied, Name: "guest3", Rename: func(to string) error { names = append(names, to); return nil }}
 		_, err := m.Run(NewSaver(f, Options{Live: true, Config: []byte(testConfig)}))
 		if rerr := <-done; rerr != nil {
 			t.Fatalf("receiver: %v", rerr)
+		}
+		if !bytes.Equal(copied.Bytes(), img.Bytes()) {
+			t.Errorf("stream copy: %d bytes, receiver got %d", copied.Len(), img.Len())
 		}
 		if status == 0 {
 			if err != nil || !f.destroyed || f.resumes != 0 {

@@ -82,7 +82,18 @@ func saveDomain(a saveArgs) error {
 		}
 		name := configName(config)
 		namePath := fmt.Sprintf("/local/domain/%d/name", a.domid)
-		m := &Migration{Send: send, Recv: recv, Name: name, Logf: logf,
+		var streamCopy io.Writer
+		if a.streamCopy != "" {
+			cf, err := os.Create(a.streamCopy)
+			if err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return err
+			}
+			defer cf.Close()
+			streamCopy = cf
+		}
+		m := &Migration{Send: send, Copy: streamCopy, Recv: recv, Name: name, Logf: logf,
 			Rename: func(to string) error { return d.xs.Write(namePath, to) }}
 		st, err := m.Run(s)
 		send.Close()
