@@ -43,6 +43,9 @@ type RoundStats struct {
 	Dirty   uint64        // frames marked in the bitmap for this pass
 	Sent    uint64        // pages with data written
 	Elapsed time.Duration // wall time of the pass
+	// Where the time went: page-type queries, foreign mapping (map, read
+	// and unmap), and writing records.
+	TypesTime, MapTime, WriteTime time.Duration
 }
 
 // Stats summarises a save.
@@ -340,7 +343,7 @@ func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
 		if len(s.pfns) == 0 {
 			return nil
 		}
-		n, err := s.writeBatch(round)
+		n, err := s.writeBatch(round, &rs)
 		rs.Sent += n
 		s.pfns = s.pfns[:0]
 		return err
@@ -369,18 +372,22 @@ func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
 	if sec <= 0 {
 		sec = 1e-9
 	}
-	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB) in %v, %.1f MiB/s",
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB) in %v, %.1f MiB/s [types %s, map %s, write %s]",
 		round, what, rs.Dirty, rs.Sent, float64(rs.Sent*PageSize)/(1<<20),
-		rs.Elapsed.Round(time.Millisecond), float64(rs.Sent*PageSize)/(1<<20)/sec)
+		ms(rs.Elapsed), float64(rs.Sent*PageSize)/(1<<20)/sec, ms(rs.TypesTime), ms(rs.MapTime), ms(rs.WriteTime))
 	return nil
 }
 
 // writeBatch writes one PAGE_DATA record for s.pfns (at most maxBatch).
 // Frames without data (holes) are left out of the record: a restore does
 // nothing for them either way.
-func (s *Saver) writeBatch(round int) (uint64, error) {
+func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 	types := s.types[:len(s.pfns)]
-	if err := s.d.PageTypes(s.pfns, types); err != nil {
+	t0 := time.Now()
+	err := s.d.PageTypes(s.pfns, types)
+	rs.TypesTime += time.Since(t0)
+	if err != nil {
 		return 0, &SaveError{Step: "page types", Round: round, PFN: s.pfns[0], HasPFN: true, Err: err}
 	}
 	s.mpfns = s.mpfns[:0]
@@ -398,11 +405,15 @@ func (s *Saver) writeBatch(round int) (uint64, error) {
 	}
 	le.PutUint32(ent[0:], uint32(len(s.mpfns)))
 	le.PutUint32(ent[4:], 0)
+	t1 := time.Now()
 	m, err := s.d.MapPages(s.mpfns)
 	if err != nil {
 		return 0, &SaveError{Step: "map pages", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: err}
 	}
-	defer m.Unmap()
+	defer func(t time.Time) {
+		m.Unmap()
+		rs.MapTime += time.Since(t)
+	}(t1)
 	s.parts = append(s.parts[:0], ent)
 	for i, p := range s.mpfns {
 		pg, err := m.Page(i)
@@ -414,7 +425,10 @@ func (s *Saver) writeBatch(round int) (uint64, error) {
 		}
 		s.parts = append(s.parts, pg)
 	}
+	t2 := time.Now()
 	s.out.record(recPageData, s.parts...)
+	rs.WriteTime += time.Since(t2)
+	rs.MapTime -= time.Since(t2)
 	if s.out.err != nil {
 		return 0, &SaveError{Step: "write page data", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: s.out.err}
 	}
