@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/binary"
 	"io"
+
+	"github.com/xensr/xensr/stream/xl"
 )
 
 var le = binary.LittleEndian
@@ -27,10 +29,6 @@ const (
 
 // Stream constants from the xl, libxl and libxc stream specifications.
 const (
-	xlMagic              = "Xen saved domain, xl format\n \x00 \r"
-	xlByteOrder          = 0x01020304
-	xlMandatoryJSON      = 1 << 0
-	xlMandatoryStreamV2  = 1 << 1
 	libxlIdent           = 0x4c6962786c466d74 // "LibxlFmt"
 	libxlVersion         = 2
 	libxcMarker          = ^uint64(0)
@@ -64,26 +62,23 @@ func (iw *imageWriter) write(p []byte) {
 	iw.err = err
 }
 
-// xlHeader writes the xl save-file header with the domain configuration
-// (JSON, NUL-terminated as xl writes it) as the one optional-data chunk.
+// xlHeader writes the xl save-file header (package stream/xl) with the
+// domain configuration (JSON, NUL-terminated as xl writes it) as the one
+// optional-data chunk.
 func (iw *imageWriter) xlHeader(config []byte) {
-	var h [48]byte
-	copy(h[:32], xlMagic)
-	le := binary.LittleEndian
-	le.PutUint32(h[32:], xlByteOrder)
-	flags := uint32(xlMandatoryStreamV2)
-	var opt []byte
+	h := xl.Header{Mandatory: xl.FlagStreamV2}
 	if len(config) > 0 {
-		flags |= xlMandatoryJSON
-		body := append(append([]byte(nil), config...), 0)
-		opt = le.AppendUint32(nil, uint32(len(body)))
-		opt = append(opt, body...)
+		h.Mandatory |= xl.FlagJSON
+		h.Config = append(append([]byte(nil), config...), 0)
 	}
-	le.PutUint32(h[36:], flags)
-	le.PutUint32(h[40:], 0)
-	le.PutUint32(h[44:], uint32(len(opt)))
-	iw.write(h[:])
-	iw.write(opt)
+	b, err := h.AppendBinary(nil)
+	if err != nil {
+		if iw.err == nil {
+			iw.err = err
+		}
+		return
+	}
+	iw.write(b)
 }
 
 // libxlHeader writes the libxl stream header (big-endian fields).

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/xensr/xensr/stream/xl"
 )
 
 // parsedImage is what the tests read back from a save image: an independent
@@ -55,6 +57,14 @@ func parseImage(b []byte) (*parsedImage, error) {
 	}
 	im.config = cfg[:len(cfg)-1]
 	off += optLen
+	// Cross-check with package stream/xl's reader.
+	xh, err := xl.ReadHeader(bytes.NewReader(b), xl.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("stream/xl: %w", err)
+	}
+	if !bytes.Equal(xh.ConfigText(), im.config) || xh.Size() != off {
+		return nil, fmt.Errorf("stream/xl reads the header differently: %d bytes", xh.Size())
+	}
 	if err := need(16, "libxl header"); err != nil {
 		return nil, err
 	}
