@@ -1,0 +1,534 @@
+// Package image walks a whole Xen save image or migration stream, layer by
+// layer: the xl save-file header (package stream/xl), the libxl stream
+// (package stream/libxl), and the libxc stream inline in it, or a bare libxl
+// or libxc stream. It detects the outermost layer from its magic (or takes
+// it as given), and hands out every header and record in stream order with
+// its absolute byte offset, plus page statistics for PAGE_DATA records.
+//
+// An Encoder writes the items back through the layers' Writers; for a valid
+// input the output is byte-identical.
+package image
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxl"
+	"github.com/xensr/xensr/stream/xl"
+)
+
+// A Format is the outermost layer of an image.
+type Format int
+
+// Formats.
+const (
+	FormatAuto  Format = iota // detect from the magic
+	FormatXL                  // xl save file: xl header, libxl stream
+	FormatLibxl               // bare libxl stream
+	FormatLibxc               // bare libxc stream
+)
+
+// String returns the format's name as ParseFormat accepts it.
+func (f Format) String() string {
+	switch f {
+	case FormatXL:
+		return "xl"
+	case FormatLibxl:
+		return "libxl"
+	case FormatLibxc:
+		return "libxc"
+	}
+	return "auto"
+}
+
+// ParseFormat parses "xl", "libxl", "libxc" or "auto" (or "").
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "", "auto":
+		return FormatAuto, nil
+	case "xl":
+		return FormatXL, nil
+	case "libxl":
+		return FormatLibxl, nil
+	case "libxc":
+		return FormatLibxc, nil
+	}
+	return FormatAuto, fmt.Errorf("unknown format %q (want xl, libxl, libxc or auto)", s)
+}
+
+// ErrUnknownFormat reports input whose first bytes match no known layer.
+var ErrUnknownFormat = errors.New("unknown image format (not xl, libxl or libxc)")
+
+// ErrTrailing reports bytes after the end of the outermost layer that are not
+// the xl migration sender's final message.
+var ErrTrailing = errors.New("trailing data after the end of the stream")
+
+// DetectSize is the number of leading bytes Detect needs.
+const DetectSize = 32
+
+// Detect returns the format whose magic starts prefix, or FormatAuto.
+func Detect(prefix []byte) Format {
+	switch {
+	case bytes.HasPrefix(prefix, []byte(xl.Magic)):
+		return FormatXL
+	case bytes.HasPrefix(prefix, []byte("LibxlFmt")):
+		return FormatLibxl
+	case bytes.HasPrefix(prefix, []byte("\xff\xff\xff\xff\xff\xff\xff\xffXENF")):
+		return FormatLibxc
+	}
+	return FormatAuto
+}
+
+// XLMigrationTrailer is what `xl migrate` sends after the libxl stream once
+// the receiver is ready: the "permission to go" message with its NUL.
+const XLMigrationTrailer = "domain is yours, you are cleared to unpause\x00"
+
+// A Kind tells headers, records and trailing data apart.
+type Kind int
+
+// Kinds of items.
+const (
+	KindHeader Kind = iota
+	KindRecord
+	KindTrailer
+)
+
+// An Item is one header, record or trailer of the image, in stream order.
+// Body and the header pointers alias the Walker's buffers and are valid until
+// the next call to Next.
+type Item struct {
+	Layer  string // "xl", "libxl", "libxc" or "trailer"
+	Kind   Kind
+	Name   string // header name or record type name
+	Type   uint32 // record type (KindRecord)
+	Index  int    // record index within its layer; -1 for headers and trailers
+	Offset int64  // absolute offset
+	Size   int64  // encoded size, including padding
+	Round  int    // libxc checkpoint round the record belongs to
+	Body   []byte // record body without padding; trailing bytes (first MaxTrailer)
+
+	XL          *xl.Header
+	Libxl       *libxl.Header
+	LibxcImage  *LibxcImageHeader
+	LibxcDomain *LibxcDomainHeader
+	Pages       *PageStats // PAGE_DATA records
+}
+
+// Options tune a Walker.
+type Options struct {
+	Format        Format // FormatAuto detects
+	Relaxed       bool   // forensic reading: see libxl.Options.Relaxed
+	MaxRecordSize int    // zero: stream.DefaultMaxRecordSize
+}
+
+// MaxTrailer caps the trailing bytes kept in a trailer Item's Body.
+const MaxTrailer = 64 << 10
+
+// A Summary totals what a walk saw.
+type Summary struct {
+	Format       string         `json:"format"`
+	Bytes        int64          `json:"bytes"`
+	Records      map[string]int `json:"records"` // per layer
+	LibxcVersion uint32         `json:"libxc_version,omitempty"`
+	DomainType   string         `json:"domain_type,omitempty"`
+	XenVersion   string         `json:"xen_version,omitempty"`
+	Checkpoints  int            `json:"checkpoints"`
+	Pages        PageStats      `json:"pages"`
+	TrailerBytes int64          `json:"trailer_bytes,omitempty"`
+	Trailer      string         `json:"trailer,omitempty"`
+	Config       string         `json:"-"`
+	ConfigBytes  int            `json:"config_bytes,omitempty"`
+	ConfigIsJSON bool           `json:"config_json,omitempty"`
+}
+
+type state int
+
+const (
+	stStart state = iota
+	stXL
+	stLibxlHeader
+	stLibxl
+	stXCImage
+	stXCDomain
+	stXC
+	stTrailer
+	stDone
+)
+
+// A Walker reads an image item by item.
+type Walker struct {
+	opt   Options
+	src   io.Reader
+	r     io.Reader
+	off   int64
+	st    state
+	err   error
+	outer Format
+
+	xlh   xl.Header
+	lr    *libxl.Reader
+	lh    libxl.Header
+	xr    *stream.Reader
+	xcIdx int
+	xcHdr LibxcImageHeader
+	xcDom LibxcDomainHeader
+	round int
+	sde   int  // STATIC_DATA_END records seen
+	fresh bool // a LIBXC_CONTEXT was just read: libxc headers follow
+	buf   [LibxcImageHeaderSize]byte
+	tbuf  []byte
+	item  Item
+	sum   Summary
+}
+
+// NewWalker returns a Walker reading r from its first byte.
+func NewWalker(r io.Reader, opt Options) *Walker {
+	return &Walker{opt: opt, src: r, sum: Summary{Records: map[string]int{}}}
+}
+
+// Format returns the outermost format, once the first item was read.
+func (w *Walker) Format() Format { return w.outer }
+
+// Summary returns the totals of the items read so far.
+func (w *Walker) Summary() Summary { return w.sum }
+
+// Walk reads the whole image, calling fn for each item, and returns the summary.
+func Walk(r io.Reader, opt Options, fn func(*Item) error) (Summary, error) {
+	w := NewWalker(r, opt)
+	for {
+		it, err := w.Next()
+		if err == io.EOF {
+			return w.Summary(), nil
+		}
+		if err != nil {
+			return w.Summary(), err
+		}
+		if fn != nil {
+			if err := fn(it); err != nil {
+				return w.Summary(), err
+			}
+		}
+	}
+}
+
+// Next returns the next item, or io.EOF after the last one. Errors are
+// sticky.
+func (w *Walker) Next() (*Item, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	it, err := w.next()
+	if err != nil {
+		if err != io.EOF {
+			w.err = err
+		}
+		return nil, err
+	}
+	w.sum.Bytes = it.Offset + it.Size
+	if it.Kind == KindRecord {
+		w.sum.Records[it.Layer]++
+	}
+	return it, nil
+}
+
+func (w *Walker) newItem(layer string, kind Kind, name string, off, size int64) *Item {
+	w.item = Item{Layer: layer, Kind: kind, Name: name, Index: -1, Offset: off, Size: size, Round: w.round}
+	return &w.item
+}
+
+func (w *Walker) next() (*Item, error) {
+	for {
+		switch w.st {
+		case stStart:
+			if err := w.start(); err != nil {
+				return nil, err
+			}
+		case stXL:
+			h, err := xl.ReadHeader(w.r, xl.Options{Relaxed: w.opt.Relaxed})
+			if err != nil {
+				return nil, err
+			}
+			w.xlh = *h
+			w.sum.ConfigBytes = len(h.Config)
+			w.sum.Config = string(h.ConfigText())
+			w.sum.ConfigIsJSON = h.Mandatory&xl.FlagJSON != 0
+			it := w.newItem(xl.Layer, KindHeader, "xl header", 0, int64(h.Size()))
+			it.XL = &w.xlh
+			w.off = int64(h.Size())
+			w.st = stLibxlHeader
+			return it, nil
+		case stLibxlHeader:
+			w.lr = libxl.NewReaderOptions(w.r, w.off, libxl.Options{Relaxed: w.opt.Relaxed, MaxRecordSize: w.opt.MaxRecordSize})
+			h, err := w.lr.Header()
+			if err != nil {
+				return nil, err
+			}
+			w.lh = h
+			it := w.newItem(libxl.Layer, KindHeader, "libxl header", w.off, libxl.HeaderSize)
+			it.Libxl = &w.lh
+			w.off += libxl.HeaderSize
+			w.st = stLibxl
+			return it, nil
+		case stLibxl:
+			if w.lr.InLibxc() {
+				w.off = w.lr.Offset()
+				if w.fresh {
+					w.fresh = false
+					w.st = stXCImage
+				} else {
+					w.xr = w.framer(w.off)
+					w.st = stXC
+				}
+				continue
+			}
+			rec, err := w.lr.Next()
+			if err == io.EOF {
+				w.off = w.lr.Offset()
+				w.st = stTrailer
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			it := w.newItem(libxl.Layer, KindRecord, rec.Type.String(), rec.Offset, int64(stream.HeaderSize+stream.PaddedLen(len(rec.Body))))
+			it.Type, it.Index, it.Body = uint32(rec.Type), rec.Index, rec.Body
+			w.off = rec.Offset + it.Size
+			w.fresh = rec.Type == libxl.TypeLibxcContext
+			return it, nil
+		case stXCImage:
+			return w.libxcImage()
+		case stXCDomain:
+			return w.libxcDomain()
+		case stXC:
+			return w.libxcRecord()
+		case stTrailer:
+			return w.trailer()
+		case stDone:
+			return nil, io.EOF
+		}
+	}
+}
+
+func (w *Walker) start() error {
+	f := w.opt.Format
+	var pre [DetectSize]byte
+	n, err := io.ReadFull(w.src, pre[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	w.r = io.MultiReader(bytes.NewReader(pre[:n]), w.src)
+	if f == FormatAuto {
+		f = Detect(pre[:n])
+		if f == FormatAuto {
+			return &stream.FormatError{Layer: "image", Index: -1, Field: "magic", Err: ErrUnknownFormat}
+		}
+	}
+	w.outer = f
+	w.sum.Format = f.String()
+	switch f {
+	case FormatXL:
+		w.st = stXL
+	case FormatLibxl:
+		w.st = stLibxlHeader
+	default:
+		w.st = stXCImage
+	}
+	return nil
+}
+
+func (w *Walker) framer(off int64) *stream.Reader {
+	fr := stream.NewReader(w.r, "libxc", off)
+	fr.MaxRecordSize = w.opt.MaxRecordSize
+	fr.AllowNonZeroPadding = w.opt.Relaxed
+	return fr
+}
+
+func (w *Walker) xcErr(off int64, index int, typ uint32, field string, err error) error {
+	return &stream.FormatError{Layer: "libxc", Offset: off, Index: index, Type: typ, Field: field, Err: err}
+}
+
+func (w *Walker) readHeader(n int) error {
+	m, err := io.ReadFull(w.r, w.buf[:n])
+	if err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return w.xcErr(w.off+int64(m), -1, 0, "header", stream.ErrTruncated)
+		}
+		return err
+	}
+	return nil
+}
+
+func (w *Walker) libxcImage() (*Item, error) {
+	if err := w.readHeader(LibxcImageHeaderSize); err != nil {
+		return nil, err
+	}
+	h := parseLibxcImageHeader(w.buf[:])
+	strict := !w.opt.Relaxed
+	switch {
+	case h.Marker != ^uint64(0):
+		return nil, w.xcErr(w.off, -1, 0, "marker", stream.ErrValue)
+	case h.ID != libxcIdent:
+		return nil, w.xcErr(w.off+8, -1, 0, "id", stream.ErrValue)
+	case h.Version != 2 && h.Version != 3:
+		return nil, w.xcErr(w.off+12, -1, 0, "version", stream.ErrValue)
+	case h.Options&1 != 0:
+		return nil, w.xcErr(w.off+16, -1, 0, "options", errors.New("big-endian libxc stream not supported"))
+	case strict && (h.Options&^1 != 0 || h.Reserved != [6]byte{}):
+		return nil, w.xcErr(w.off+16, -1, 0, "options", stream.ErrReserved)
+	}
+	w.xcHdr = h
+	w.sum.LibxcVersion = h.Version
+	it := w.newItem("libxc", KindHeader, "libxc image header", w.off, LibxcImageHeaderSize)
+	it.LibxcImage = &w.xcHdr
+	w.off += LibxcImageHeaderSize
+	w.st = stXCDomain
+	return it, nil
+}
+
+func (w *Walker) libxcDomain() (*Item, error) {
+	if err := w.readHeader(LibxcDomainHeaderSize); err != nil {
+		return nil, err
+	}
+	h := parseLibxcDomainHeader(w.buf[:])
+	if !w.opt.Relaxed {
+		switch {
+		case h.Type != 1 && h.Type != 2:
+			return nil, w.xcErr(w.off, -1, 0, "type", stream.ErrValue)
+		case h.PageShift != 12:
+			return nil, w.xcErr(w.off+4, -1, 0, "page_shift", stream.ErrValue)
+		case h.Reserved != 0:
+			return nil, w.xcErr(w.off+6, -1, 0, "reserved", stream.ErrReserved)
+		}
+	}
+	w.xcDom = h
+	w.sum.DomainType = DomainTypeName(h.Type)
+	w.sum.XenVersion = fmt.Sprintf("%d.%d", h.XenMajor, h.XenMinor)
+	it := w.newItem("libxc", KindHeader, "libxc domain header", w.off, LibxcDomainHeaderSize)
+	it.LibxcDomain = &w.xcDom
+	w.off += LibxcDomainHeaderSize
+	w.xr = w.framer(w.off)
+	w.st = stXC
+	return it, nil
+}
+
+func (w *Walker) libxcRecord() (*Item, error) {
+	rec, err := w.xr.Next()
+	if err == io.EOF {
+		return nil, w.xcErr(w.xr.Offset(), w.xcIdx, 0, "END", stream.ErrTruncated)
+	}
+	if err != nil {
+		var fe *stream.FormatError
+		if errors.As(err, &fe) {
+			fe.Index = w.xcIdx
+		}
+		return nil, err
+	}
+	idx := w.xcIdx
+	w.xcIdx++
+	it := w.newItem("libxc", KindRecord, LibxcTypeName(rec.Type), rec.Offset, int64(rec.PaddedSize()))
+	it.Type, it.Index, it.Body = rec.Type, idx, rec.Body
+	w.off = rec.Offset + it.Size
+	if err := w.checkLibxc(it); err != nil {
+		return nil, err
+	}
+	switch rec.Type {
+	case LibxcEnd:
+		if w.lr != nil {
+			if err := w.lr.Resume(w.off, false); err != nil {
+				return nil, err
+			}
+			w.st = stLibxl
+		} else {
+			w.st = stTrailer
+		}
+	case LibxcCheckpoint:
+		w.sum.Checkpoints++
+		w.round++
+		if w.lr != nil {
+			if err := w.lr.Resume(w.off, true); err != nil {
+				return nil, err
+			}
+			w.st = stLibxl
+		}
+	}
+	return it, nil
+}
+
+func (w *Walker) checkLibxc(it *Item) error {
+	strict := !w.opt.Relaxed
+	e := func(field string, err error) error { return w.xcErr(it.Offset, it.Index, it.Type, field, err) }
+	switch t := it.Type; {
+	case t == LibxcEnd || t == LibxcCheckpoint:
+		if len(it.Body) != 0 {
+			return e("length", stream.ErrLength)
+		}
+	case t == LibxcPageData:
+		st, field, err := pageData(it.Body, strict)
+		if err != nil {
+			return e(field, err)
+		}
+		w.sum.Pages.add(&st)
+		it.Pages = &st
+	case t >= 0x10 && t <= 0x12:
+		if strict && w.xcHdr.Version < 3 {
+			return e("type", fmt.Errorf("%w: %s in a v2 stream", stream.ErrValue, LibxcTypeName(t)))
+		}
+		if t == 0x10 {
+			w.sde++
+			if strict && (w.sde > 1 || len(it.Body) != 0) {
+				return e("", stream.ErrOrder)
+			}
+		}
+	case int(t) < len(libxcNames):
+	case t&libxcOptional != 0:
+	default:
+		if strict {
+			return e("type", stream.ErrUnknownType)
+		}
+	}
+	return nil
+}
+
+func (w *Walker) trailer() (*Item, error) {
+	if w.tbuf == nil {
+		w.tbuf = make([]byte, 0, 4096)
+	}
+	w.tbuf = w.tbuf[:0]
+	var total int64
+	var chunk [4096]byte
+	for {
+		n, err := w.r.Read(chunk[:])
+		if n > 0 {
+			if room := MaxTrailer - len(w.tbuf); room > 0 {
+				w.tbuf = append(w.tbuf, chunk[:min(n, room)]...)
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	w.st = stDone
+	if total == 0 {
+		return nil, io.EOF
+	}
+	known := w.outer == FormatXL && total == int64(len(XLMigrationTrailer)) && string(w.tbuf) == XLMigrationTrailer
+	if !known && !w.opt.Relaxed {
+		return nil, &stream.FormatError{Layer: w.outer.String(), Offset: w.off, Index: -1, Field: "trailer", Err: ErrTrailing}
+	}
+	name := "trailing data"
+	if known {
+		name = "xl migration: permission to go"
+	}
+	w.sum.TrailerBytes = total
+	w.sum.Trailer = name
+	it := w.newItem("trailer", KindTrailer, name, w.off, total)
+	it.Body = w.tbuf
+	return it, nil
+}
