@@ -1,0 +1,304 @@
+// Command xsrdump prints the layers and records of a Xen save image or
+// migration stream (an `xl save` file, a bare libxl stream or a bare libxc
+// stream), verifies it, and re-encodes it through the xensr Writers.
+//
+//	go run ./examples/xsrdump [-v] [-json] [-verify] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-
+//
+// It prints one line per header and record with its absolute offset, like
+// Xen's verify-stream-v2 -v, and page statistics (pages, zero pages, PFN
+// range, page types). -verify checks the stream strictly and exits 1 with the
+// error if it is invalid (without -verify the walk is relaxed, for forensic
+// reading). -rewrite writes the re-encoded image to OUT and reports whether
+// it is byte-identical to the input.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/image"
+	"github.com/xensr/xensr/stream/libxl"
+)
+
+type config struct {
+	verbose, json, verify bool
+	rewrite, format       string
+}
+
+func main() {
+	var c config
+	flag.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
+	flag.BoolVar(&c.json, "json", false, "print JSON: the summary, and with -v every item")
+	flag.BoolVar(&c.verify, "verify", false, "validate strictly; exit 1 with the error if the stream is invalid")
+	flag.StringVar(&c.rewrite, "rewrite", "", "re-encode the image through the Writers into `OUT`")
+	flag.StringVar(&c.format, "f", "auto", "outermost layer: xl, libxl, libxc or auto")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: xsrdump [-v] [-json] [-verify] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	os.Exit(run(c, flag.Arg(0), os.Stdout, os.Stderr))
+}
+
+// run is the whole command, separated from main for tests. It returns the
+// exit status.
+func run(c config, name string, stdout, stderr io.Writer) int {
+	f, err := image.ParseFormat(c.format)
+	if err != nil {
+		fmt.Fprintln(stderr, "xsrdump:", err)
+		return 2
+	}
+	var in io.Reader = os.Stdin
+	if name != "-" {
+		fd, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintln(stderr, "xsrdump:", err)
+			return 2
+		}
+		defer fd.Close()
+		in = fd
+	}
+	inHash := sha256.New()
+	src := io.TeeReader(bufio.NewReaderSize(in, 1<<20), inHash)
+
+	var enc *image.Encoder
+	var outHash hash.Hash
+	var outFile *os.File
+	var outBuf *bufio.Writer
+	if c.rewrite != "" {
+		outFile, err = os.Create(c.rewrite)
+		if err != nil {
+			fmt.Fprintln(stderr, "xsrdump:", err)
+			return 2
+		}
+		defer outFile.Close()
+		outHash = sha256.New()
+		outBuf = bufio.NewWriterSize(io.MultiWriter(outFile, outHash), 1<<20)
+		enc = image.NewEncoder(outBuf)
+	}
+
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	var items []jsonItem
+	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify})
+	var walkErr error
+	for {
+		it, err := w.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			walkErr = err
+			break
+		}
+		if enc != nil {
+			if err := enc.Encode(it); err != nil {
+				fmt.Fprintln(stderr, "xsrdump: rewrite:", err)
+				return 2
+			}
+		}
+		switch {
+		case c.json && c.verbose:
+			items = append(items, toJSON(it))
+		case c.json:
+		case c.verify && !c.verbose:
+		default:
+			printItem(out, it, c.verbose)
+		}
+	}
+	sum := w.Summary()
+	// Drain what the walker did not read (after an error), so the input
+	// hash covers the whole input.
+	io.Copy(io.Discard, src)
+
+	identical := false
+	if enc != nil {
+		if err := outBuf.Flush(); err != nil {
+			fmt.Fprintln(stderr, "xsrdump: rewrite:", err)
+			return 2
+		}
+		identical = bytes.Equal(inHash.Sum(nil), outHash.Sum(nil))
+	}
+	if c.json {
+		doc := struct {
+			File    string        `json:"file"`
+			Summary image.Summary `json:"summary"`
+			Valid   bool          `json:"valid"`
+			Error   *errorJSON    `json:"error,omitempty"`
+			Rewrite *rewriteJSON  `json:"rewrite,omitempty"`
+			Items   []jsonItem    `json:"items,omitempty"`
+		}{File: name, Summary: sum, Valid: walkErr == nil, Items: items}
+		if walkErr != nil {
+			doc.Error = toErrorJSON(walkErr)
+		}
+		if enc != nil {
+			doc.Rewrite = &rewriteJSON{Path: c.rewrite, Identical: identical}
+		}
+		e := json.NewEncoder(out)
+		e.SetIndent("", "  ")
+		e.Encode(doc)
+	} else {
+		printSummary(out, sum, c.verbose)
+		if enc != nil {
+			fmt.Fprintf(out, "rewrite: %s, identical to input: %v\n", c.rewrite, identical)
+		}
+		if walkErr == nil {
+			fmt.Fprintln(out, "valid: yes")
+		}
+	}
+	out.Flush()
+	if walkErr != nil {
+		fmt.Fprintln(stderr, "xsrdump: invalid stream:", walkErr)
+		return 1
+	}
+	if enc != nil && !identical {
+		return 1
+	}
+	return 0
+}
+
+type rewriteJSON struct {
+	Path      string `json:"path"`
+	Identical bool   `json:"identical"`
+}
+
+type errorJSON struct {
+	Message string `json:"message"`
+	Layer   string `json:"layer,omitempty"`
+	Offset  int64  `json:"offset"`
+	Index   int    `json:"index"`
+	Type    uint32 `json:"type"`
+	Field   string `json:"field,omitempty"`
+}
+
+func toErrorJSON(err error) *errorJSON {
+	e := &errorJSON{Message: err.Error(), Index: -1}
+	var fe *stream.FormatError
+	if errors.As(err, &fe) {
+		e.Layer, e.Offset, e.Index, e.Type, e.Field = fe.Layer, fe.Offset, fe.Index, fe.Type, fe.Field
+	}
+	return e
+}
+
+type jsonItem struct {
+	Layer  string           `json:"layer"`
+	Name   string           `json:"name"`
+	Type   *uint32          `json:"type,omitempty"`
+	Index  int              `json:"index"`
+	Offset int64            `json:"offset"`
+	Size   int64            `json:"size"`
+	Round  int              `json:"round,omitempty"`
+	Pages  *image.PageStats `json:"pages,omitempty"`
+	Header any              `json:"header,omitempty"`
+}
+
+func toJSON(it *image.Item) jsonItem {
+	j := jsonItem{Layer: it.Layer, Name: it.Name, Index: it.Index, Offset: it.Offset, Size: it.Size, Round: it.Round, Pages: it.Pages}
+	if it.Kind == image.KindRecord {
+		t := it.Type
+		j.Type = &t
+	}
+	switch {
+	case it.XL != nil:
+		j.Header = map[string]any{"big_endian": it.XL.BigEndian, "mandatory_flags": it.XL.Mandatory, "optional_flags": it.XL.Optional, "config_bytes": len(it.XL.Config), "extra_bytes": len(it.XL.Extra)}
+	case it.Libxl != nil:
+		j.Header = it.Libxl
+	case it.LibxcImage != nil:
+		j.Header = it.LibxcImage
+	case it.LibxcDomain != nil:
+		j.Header = it.LibxcDomain
+	}
+	return j
+}
+
+func printItem(w io.Writer, it *image.Item, verbose bool) {
+	switch {
+	case it.XL != nil:
+		h := it.XL
+		fmt.Fprintf(w, "%10d  xl     header: mandatory %#x optional %#x, optional data %d bytes, config %d bytes%s\n",
+			it.Offset, h.Mandatory, h.Optional, h.OptionalDataLen(), len(h.Config), map[bool]string{true: " (JSON)", false: ""}[h.Mandatory&1 != 0])
+		if verbose {
+			for _, l := range strings.Split(strings.TrimRight(string(h.ConfigText()), "\n"), "\n") {
+				fmt.Fprintf(w, "%12s| %s\n", "", l)
+			}
+		}
+	case it.Libxl != nil:
+		o := "little-endian"
+		if it.Libxl.Options&libxl.OptLegacy != 0 {
+			o += ", legacy converted"
+		}
+		fmt.Fprintf(w, "%10d  libxl  header: version %d, options %#x (%s)\n", it.Offset, it.Libxl.Version, it.Libxl.Options, o)
+	case it.LibxcImage != nil:
+		fmt.Fprintf(w, "%10d  libxc  image header: version %d, options %#x\n", it.Offset, it.LibxcImage.Version, it.LibxcImage.Options)
+	case it.LibxcDomain != nil:
+		d := it.LibxcDomain
+		fmt.Fprintf(w, "%10d  libxc  domain header: %s, page shift %d, Xen %d.%d\n", it.Offset, image.DomainTypeName(d.Type), d.PageShift, d.XenMajor, d.XenMinor)
+	case it.Kind == image.KindTrailer:
+		fmt.Fprintf(w, "%10d  after  %s, %d bytes\n", it.Offset, it.Name, it.Size)
+	default:
+		fmt.Fprintf(w, "%10d  %-6s #%-5d %s, length %d", it.Offset, it.Layer, it.Index, it.Name, len(it.Body))
+		if p := it.Pages; p != nil {
+			fmt.Fprintf(w, ": %d pages (%d with data, %d zero), PFN %#x-%#x", p.Pages, p.DataPages, p.ZeroPages, p.MinPFN, p.MaxPFN)
+			if verbose {
+				fmt.Fprintf(w, " types %s", typesString(p.Types))
+			}
+		}
+		if verbose && it.Layer == libxl.Layer && (it.Type == uint32(libxl.TypeEmulatorContext) || it.Type == uint32(libxl.TypeEmulatorXenstoreData)) {
+			if e, err := libxl.ParseEmulator(it.Body); err == nil {
+				fmt.Fprintf(w, ": %v index %d, %d bytes", e.ID, e.Index, len(e.Data))
+				if it.Type == uint32(libxl.TypeEmulatorXenstoreData) {
+					kv, _ := libxl.ParseXenstoreData(e.Data)
+					for _, p := range kv {
+						fmt.Fprintf(w, "\n%12s| %s = %q", "", p.Key, p.Value)
+					}
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func typesString(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%d", k, m[k])
+	}
+	return b.String()
+}
+
+func printSummary(w io.Writer, s image.Summary, verbose bool) {
+	fmt.Fprintf(w, "format %s, %d bytes", s.Format, s.Bytes)
+	if s.DomainType != "" {
+		fmt.Fprintf(w, ", %s guest, Xen %s, libxc v%d", s.DomainType, s.XenVersion, s.LibxcVersion)
+	}
+	fmt.Fprintf(w, "; records: libxl %d, libxc %d; checkpoints %d\n", s.Records["libxl"], s.Records["libxc"], s.Checkpoints)
+	p := s.Pages
+	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %d zero, PFN %#x-%#x; types %s\n",
+		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, p.ZeroPages, p.MinPFN, p.MaxPFN, typesString(p.Types))
+	if s.TrailerBytes > 0 {
+		fmt.Fprintf(w, "after the stream: %s (%d bytes)\n", s.Trailer, s.TrailerBytes)
+	}
+}
