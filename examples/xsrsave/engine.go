@@ -199,7 +199,6 @@ func (s *Saver) save(w io.Writer) error {
 	out := s.out
 	out.xlHeader(s.opt.Config)
 	out.libxlHeader()
-	out.record(libxlRecLibxcContext)
 	out.libxcHeaders(s.opt.XenMajor, s.opt.XenMinor)
 	out.record(recX86CPUIDPolicy, cpuid)
 	out.record(recX86MSRPolicy, msr)
@@ -304,7 +303,7 @@ func (s *Saver) save(w io.Writer) error {
 		out.record(recHVMParams, params)
 	}
 	out.record(recEnd)
-	out.record(libxlRecEnd)
+	out.libxlEnd()
 	if err := out.flush(); err != nil {
 		return stepErr("write end of stream", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/xensr/xensr/stream/image"
 )
 
 const testConfig = `{"c_info":{"type":"pvh","name":"guest3"}}`
@@ -47,6 +49,23 @@ func checkMemory(t *testing.T, f *fakeDomain, im *parsedImage) {
 	}
 }
 
+// walkImage reads the image with package stream/image (the project's
+// walker, strict mode) and checks it agrees with the save's statistics.
+func walkImage(t *testing.T, img []byte, st Stats) image.Summary {
+	t.Helper()
+	sum, err := image.Walk(bytes.NewReader(img), image.Options{}, func(*image.Item) error { return nil })
+	if err != nil {
+		t.Fatalf("stream/image rejects the image: %v", err)
+	}
+	if sum.Format != "xl" || sum.LibxcVersion != 3 || sum.Bytes != int64(len(img)) || !sum.ConfigIsJSON {
+		t.Errorf("stream/image summary %+v", sum)
+	}
+	if sum.Pages.DataPages != int64(st.Pages) || sum.Pages.Records == 0 {
+		t.Errorf("stream/image counts %d data pages in %d records; the save sent %d", sum.Pages.DataPages, sum.Pages.Records, st.Pages)
+	}
+	return sum
+}
+
 func TestSaveNonLive(t *testing.T) {
 	f := newFakeDomain(3000)
 	img, st, s := saveFake(t, f, Options{})
@@ -54,6 +73,7 @@ func TestSaveNonLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
+	walkImage(t, img, st)
 	checkMemory(t, f, im)
 	if string(im.config) != testConfig {
 		t.Errorf("config %q", im.config)
@@ -106,11 +126,11 @@ func TestSaveLiveConverges(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	img, st, _ := saveFake(t, f, Options{Live: true, Progress: &progress})
-	// The guest also writes while the domain is being suspended.
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
+	walkImage(t, img, st)
 	checkMemory(t, f, im)
 	// Rounds: 0 (all), 1 (900), 2 (300), then 20 < 50 stops precopy, that
 	// round is still sent live, then the final suspended round: no dirty

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 
+	"github.com/xensr/xensr/stream/libxl"
 	"github.com/xensr/xensr/stream/xl"
 )
 
@@ -22,14 +23,10 @@ const (
 	recStaticDataEnd  = 16
 	recX86CPUIDPolicy = 17
 	recX86MSRPolicy   = 18
-
-	libxlRecEnd          = 0
-	libxlRecLibxcContext = 1
 )
 
 // Stream constants from the xl, libxl and libxc stream specifications.
 const (
-	libxlIdent           = 0x4c6962786c466d74 // "LibxlFmt"
 	libxlVersion         = 2
 	libxcMarker          = ^uint64(0)
 	libxcID              = 0x58454e46 // "XENF"
@@ -39,27 +36,45 @@ const (
 	maxBatch             = 1024 // pages per PAGE_DATA record, as libxc
 )
 
-// imageWriter writes the three nested layers of an xl save image. It keeps
-// the first write error and turns every later call into a no-op, so the
-// engine checks Err at the points where it matters.
+// imageWriter writes the three nested layers of an xl save image: the xl
+// header (package stream/xl), the libxl stream (package stream/libxl), and,
+// inline in it, the libxc stream. It keeps the first write error and turns
+// every later call into a no-op, so the engine checks err where it matters.
 type imageWriter struct {
 	w   *bufio.Writer
-	n   int64
+	n   int64     // bytes handed to w
+	dst io.Writer // where record bytes go: w, then the libxl Writer's libxc pass-through
+	lx  *libxl.Writer
 	err error
 	hdr [32]byte
 }
 
+// countTo counts the bytes an imageWriter hands to its buffer.
+type countTo imageWriter
+
+func (c *countTo) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
 func newImageWriter(w io.Writer) *imageWriter {
-	return &imageWriter{w: bufio.NewWriterSize(w, 1<<20)}
+	iw := &imageWriter{w: bufio.NewWriterSize(w, 1<<20)}
+	iw.dst = (*countTo)(iw)
+	return iw
 }
 
 func (iw *imageWriter) write(p []byte) {
 	if iw.err != nil {
 		return
 	}
-	n, err := iw.w.Write(p)
-	iw.n += int64(n)
-	iw.err = err
+	_, iw.err = iw.dst.Write(p)
+}
+
+func (iw *imageWriter) setErr(err error) {
+	if iw.err == nil {
+		iw.err = err
+	}
 }
 
 // xlHeader writes the xl save-file header (package stream/xl) with the
@@ -73,21 +88,30 @@ func (iw *imageWriter) xlHeader(config []byte) {
 	}
 	b, err := h.AppendBinary(nil)
 	if err != nil {
-		if iw.err == nil {
-			iw.err = err
-		}
+		iw.setErr(err)
 		return
 	}
 	iw.write(b)
 }
 
-// libxlHeader writes the libxl stream header (big-endian fields).
+// libxlHeader starts the libxl stream (version 2, little endian) with a
+// LIBXC_CONTEXT record: the libxc stream follows inline.
 func (iw *imageWriter) libxlHeader() {
-	var h [16]byte
-	binary.BigEndian.PutUint64(h[0:], libxlIdent)
-	binary.BigEndian.PutUint32(h[8:], libxlVersion)
-	binary.BigEndian.PutUint32(h[12:], 0) // little endian, not legacy
-	iw.write(h[:])
+	if iw.err != nil {
+		return
+	}
+	iw.lx = libxl.NewWriter((*countTo)(iw), iw.n)
+	iw.setErr(iw.lx.WriteHeader(libxl.Header{Version: libxlVersion}))
+	iw.setErr(iw.lx.WriteRecord(libxl.TypeLibxcContext, nil))
+	iw.dst = iw.lx.Libxc()
+}
+
+// libxlEnd ends the libxl stream after the libxc stream's END.
+func (iw *imageWriter) libxlEnd() {
+	if iw.err != nil || iw.lx == nil {
+		return
+	}
+	iw.setErr(iw.lx.Close())
 }
 
 // libxcHeaders writes the libxc image header (big-endian) and the domain
