@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ type Options struct {
 	Config   []byte
 	XenMajor uint32 // Xen version for the libxc domain header
 	XenMinor uint32
+	// SkipZero sends all-zero pages of the first pass as XALLOC (allocate
+	// only, no data) instead of 4096 zero bytes.
+	SkipZero bool
 	// Progress receives human-readable progress lines; nil discards them.
 	Progress io.Writer
 }
@@ -42,6 +46,7 @@ type RoundStats struct {
 	Final   bool          // sent while the domain was suspended
 	Dirty   uint64        // frames marked in the bitmap for this pass
 	Sent    uint64        // pages with data written
+	Zero    uint64        // zero pages sent as XALLOC, without data (SkipZero)
 	Elapsed time.Duration // wall time of the pass
 	// Where the time went: page-type queries, foreign mapping (map, read
 	// and unmap), and writing records.
@@ -53,6 +58,7 @@ type Stats struct {
 	P2MSize  uint64
 	Rounds   []RoundStats
 	Pages    uint64        // pages with data written, all rounds
+	Zero     uint64        // zero pages sent without data (SkipZero)
 	Bytes    int64         // bytes of stream written
 	Total    time.Duration // from start to the flushed END
 	Downtime time.Duration // from suspend request to the flushed END
@@ -71,6 +77,7 @@ type Saver struct {
 	pfns    []uint64
 	types   []uint32
 	mpfns   []uint64
+	mtypes  []uint32
 	entries []byte
 	parts   [][]byte
 	stats   Stats
@@ -90,6 +97,7 @@ func NewSaver(d Domain, opt Options) *Saver {
 		pfns:    make([]uint64, 0, maxBatch),
 		types:   make([]uint32, maxBatch),
 		mpfns:   make([]uint64, 0, maxBatch),
+		mtypes:  make([]uint32, 0, maxBatch),
 		entries: make([]byte, 8+8*maxBatch),
 		parts:   make([][]byte, 0, 2+maxBatch),
 	}
@@ -360,6 +368,7 @@ func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
 	rs.Elapsed = time.Since(t)
 	s.stats.Rounds = append(s.stats.Rounds, rs)
 	s.stats.Pages += rs.Sent
+	s.stats.Zero += rs.Zero
 	if err != nil {
 		return err
 	}
@@ -372,15 +381,19 @@ func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
 		sec = 1e-9
 	}
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB) in %v, %.1f MiB/s [types %s, map %s, write %s]",
-		round, what, rs.Dirty, rs.Sent, float64(rs.Sent*PageSize)/(1<<20),
+	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB), %d zero pages without data, in %v, %.1f MiB/s [types %s, map %s, write %s]",
+		round, what, rs.Dirty, rs.Sent, float64(rs.Sent*PageSize)/(1<<20), rs.Zero,
 		ms(rs.Elapsed), float64(rs.Sent*PageSize)/(1<<20)/sec, ms(rs.TypesTime), ms(rs.MapTime), ms(rs.WriteTime))
 	return nil
 }
 
 // writeBatch writes one PAGE_DATA record for s.pfns (at most maxBatch).
 // Frames without data (holes) are left out of the record: a restore does
-// nothing for them either way.
+// nothing for them either way. With Options.SkipZero, an all-zero page in
+// the first pass (round 0, the first time the frame appears) is sent as
+// XALLOC, "allocate only": the restore populates it with a page Xen has
+// scrubbed, which is zero. Later rounds always carry data, since the
+// restore keeps an already-populated frame as it is on XALLOC.
 func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 	types := s.types[:len(s.pfns)]
 	t0 := time.Now()
@@ -390,20 +403,16 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		return 0, &SaveError{Step: "page types", Round: round, PFN: s.pfns[0], HasPFN: true, Err: err}
 	}
 	s.mpfns = s.mpfns[:0]
-	le := binary.LittleEndian
-	ent := s.entries[:8]
+	s.mtypes = s.mtypes[:0]
 	for i, p := range s.pfns {
-		if !pageHasData(types[i]) {
-			continue
+		if pageHasData(types[i]) {
+			s.mpfns = append(s.mpfns, p)
+			s.mtypes = append(s.mtypes, types[i]&PageTypeMask)
 		}
-		s.mpfns = append(s.mpfns, p)
-		ent = le.AppendUint64(ent, uint64(types[i]&PageTypeMask)<<32|p)
 	}
 	if len(s.mpfns) == 0 {
 		return 0, nil
 	}
-	le.PutUint32(ent[0:], uint32(len(s.mpfns)))
-	le.PutUint32(ent[4:], 0)
 	t1 := time.Now()
 	m, err := s.d.MapPages(s.mpfns)
 	if err != nil {
@@ -413,7 +422,10 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		m.Unmap()
 		rs.MapTime += time.Since(t)
 	}(t1)
-	s.parts = append(s.parts[:0], ent)
+	skipZero := s.opt.SkipZero && round == 0
+	ent := s.entries[:8]
+	s.parts = append(s.parts[:0], nil)
+	var sent uint64
 	for i, p := range s.mpfns {
 		pg, err := m.Page(i)
 		if err == nil && len(pg) != PageSize {
@@ -422,8 +434,19 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		if err != nil {
 			return 0, &SaveError{Step: "map page", Round: round, PFN: p, HasPFN: true, Err: err}
 		}
-		s.parts = append(s.parts, pg)
+		typ := s.mtypes[i]
+		if skipZero && bytes.Equal(pg, zeroPage[:]) {
+			typ = PageTypeXAlloc
+			rs.Zero++
+		} else {
+			s.parts = append(s.parts, pg)
+			sent++
+		}
+		ent = le.AppendUint64(ent, uint64(typ)<<32|p)
 	}
+	le.PutUint32(ent[0:], uint32(len(s.mpfns)))
+	le.PutUint32(ent[4:], 0)
+	s.parts[0] = ent
 	t2 := time.Now()
 	s.out.record(recPageData, s.parts...)
 	rs.WriteTime += time.Since(t2)
@@ -431,5 +454,7 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 	if s.out.err != nil {
 		return 0, &SaveError{Step: "write page data", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: s.out.err}
 	}
-	return uint64(len(s.mpfns)), nil
+	return sent, nil
 }
+
+var zeroPage [PageSize]byte

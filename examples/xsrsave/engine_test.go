@@ -323,3 +323,70 @@ func TestBitmap(t *testing.T) {
 		t.Fatalf("ForEach %v", got)
 	}
 }
+
+// zeroFrame clears frame p, marking it dirty under log-dirty.
+func (f *fakeDomain) zeroFrame(p uint64) {
+	clear(f.mem[p])
+	if f.logDirty {
+		f.dirty.Set(p)
+	}
+}
+
+func TestSaveSkipZero(t *testing.T) {
+	f := newFakeDomain(3000)
+	zeros := 0
+	for p := uint64(0); p < 3000; p += 3 {
+		if f.mem[p] != nil {
+			f.zeroFrame(p)
+			zeros++
+		}
+	}
+	plain, _, _ := saveFake(t, newFakeDomainLike(f), Options{})
+	img, st, _ := saveFake(t, f, Options{SkipZero: true})
+	im, err := parseImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMemory(t, f, im)
+	walkImage(t, img, st)
+	if st.Zero != uint64(zeros) || im.xalloc != zeros || st.Pages != uint64(len(f.mem)-zeros) {
+		t.Errorf("zero pages: stats %d, image %d, want %d; data pages %d", st.Zero, im.xalloc, zeros, st.Pages)
+	}
+	if saved := len(plain) - len(img); saved != zeros*PageSize {
+		t.Errorf("SkipZero saved %d bytes, want %d", saved, zeros*PageSize)
+	}
+}
+
+// newFakeDomainLike copies f's memory into a fresh fake.
+func newFakeDomainLike(f *fakeDomain) *fakeDomain {
+	g := newFakeDomain(0)
+	g.mem = map[uint64][]byte{}
+	for p, pg := range f.mem {
+		g.mem[p] = append([]byte(nil), pg...)
+	}
+	return g
+}
+
+// TestSaveSkipZeroLive: a page zeroed after the first pass must travel
+// with its (zero) data: XALLOC would leave the restored frame as round 0
+// sent it.
+func TestSaveSkipZeroLive(t *testing.T) {
+	f := newFakeDomain(3000)
+	f.zeroFrame(500)
+	f.onClean = func(f *fakeDomain, call int) {
+		if call == 0 {
+			f.zeroFrame(100)           // had data in round 0
+			f.setPage(500, 0x44, 9)    // was zero in round 0
+			f.zeroFrame(f.maxgpfn - 3) // a special page
+		}
+	}
+	img, st, _ := saveFake(t, f, Options{Live: true, SkipZero: true})
+	im, err := parseImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMemory(t, f, im)
+	if st.Zero != 1 || st.Rounds[0].Zero != 1 {
+		t.Errorf("zero pages without data: %d (round 0: %d), want 1", st.Zero, st.Rounds[0].Zero)
+	}
+}

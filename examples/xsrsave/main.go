@@ -7,6 +7,8 @@
 //	xsrsave -domid N -live -o FILE        log-dirty pre-copy rounds first
 //	xsrsave -domid N -live -migrate CMD   run CMD (e.g. "xl migrate-receive")
 //	                                      and migrate to it, as `xl migrate -s ""`
+//	xsrsave ... -skip-zero                zero pages of the first pass go as
+//	                                      XALLOC records without data
 //
 // Progress (pages sent, dirty pages per round, rate) goes to stderr. On any
 // failure the domain is resumed and left running.
@@ -55,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	suspendTimeout := fs.Duration("suspend-timeout", 60*time.Second, "how long to wait for the guest to suspend")
 	streamCopy := fs.String("stream-copy", "", "with -migrate: also write the stream sent to the receiver into this file")
 	injectClose := fs.Int64("inject-close-after", -1, "test: close the output after this many bytes")
+	skipZero := fs.Bool("skip-zero", false, "send all-zero pages of the first pass without data (XALLOC)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -70,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := saveDomain(saveArgs{
 		domid: uint32(*domid), out: *out, live: *live, checkpoint: *checkpoint,
 		migrate: *migrate, rounds: *rounds, target: *target, configFile: *configFile,
-		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy,
+		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy, skipZero: *skipZero,
 		stdout: stdout, stderr: stderr, progress: progress,
 	})
 	if err != nil {
@@ -92,6 +95,7 @@ type saveArgs struct {
 	suspendTimeout time.Duration
 	injectClose    int64
 	streamCopy     string
+	skipZero       bool
 	stdout, stderr io.Writer
 	progress       io.Writer
 }
@@ -104,7 +108,7 @@ func summary(w io.Writer, id uint32, st Stats, what string) {
 	if sec <= 0 {
 		sec = 1e-9
 	}
-	fmt.Fprintf(w, "xsrsave: %s domain %d: %d pages (%.1f MiB) in %d round(s), %d bytes of stream in %.3f s (%.1f MiB/s), downtime %.3f s\n",
-		what, id, st.Pages, float64(st.Pages*PageSize)/(1<<20), len(st.Rounds), st.Bytes, sec,
+	fmt.Fprintf(w, "xsrsave: %s domain %d: %d pages (%.1f MiB) and %d zero pages without data in %d round(s), %d bytes of stream in %.3f s (%.1f MiB/s), downtime %.3f s\n",
+		what, id, st.Pages, float64(st.Pages*PageSize)/(1<<20), st.Zero, len(st.Rounds), st.Bytes, sec,
 		float64(st.Bytes)/(1<<20)/sec, st.Downtime.Seconds())
 }

@@ -16,6 +16,7 @@ type parsedImage struct {
 	pages      map[uint64][]byte
 	pageRecs   int
 	dupPages   int // frames sent more than once (live rounds)
+	xalloc     int // XALLOC entries
 	tsc        []byte
 	hvmCtx     []byte
 	params     map[uint64]uint64
@@ -136,6 +137,13 @@ func parseImage(b []byte) (*parsedImage, error) {
 				pfn, typ := e&(1<<52-1), e>>60
 				if e>>52&0xff != 0 {
 					return nil, fmt.Errorf("PAGE_DATA pfn %#x: bits 52-59 set", e)
+				}
+				if typ == 0xe { // XALLOC: populated, no data
+					im.xalloc++
+					if _, ok := im.pages[pfn]; !ok {
+						im.pages[pfn] = make([]byte, PageSize) // a scrubbed page
+					} // else: the restore leaves a populated frame as it is
+					continue
 				}
 				if typ >= 0xd {
 					continue

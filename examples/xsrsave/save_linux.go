@@ -57,7 +57,7 @@ func saveDomain(a saveArgs) error {
 		return fmt.Errorf("xen_version: %w", err)
 	}
 	s := NewSaver(d, Options{
-		Live: a.live, MaxRounds: a.rounds, TargetDirty: a.target,
+		Live: a.live, MaxRounds: a.rounds, TargetDirty: a.target, SkipZero: a.skipZero,
 		Config: config, XenMajor: major, XenMinor: minor, Progress: a.progress,
 	})
 	logf := func(f string, v ...any) {

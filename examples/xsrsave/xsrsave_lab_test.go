@@ -206,6 +206,29 @@ func TestLabXsrsave(t *testing.T) {
 		return
 	}
 
+	ok = t.Run("SkipZeroSaveThenXlRestore", func(t *testing.T) {
+		id := labDomid(t, name)
+		file := "/tmp/xsrsave-skipzero.save"
+		defer os.Remove(file)
+		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		var rc int
+		var stderr string
+		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-skip-zero", "-o", file) })
+		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		if rc != 0 {
+			t.Fatalf("xsrsave -skip-zero failed")
+		}
+		st, _ := os.Stat(file)
+		var dr time.Duration
+		dr = timeIt(func() { labtest.Run(t, "xl", "restore", file) })
+		goesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a -skip-zero image")
+		labtest.RunErr("cp", file, filepath.Join(out, "xsrsave-skipzero.save"))
+		rec("xsrsave -skip-zero: %.2f s, %d bytes; xl restore %.2f s, counter went on from %d\n%s", d.Seconds(), st.Size(), dr.Seconds(), last, roundLines(stderr))
+	})
+	if !ok {
+		return
+	}
+
 	ok = t.Run("LiveSaveThenXlRestore", func(t *testing.T) {
 		id := labDomid(t, name)
 		file := "/tmp/xsrsave-live.save"
