@@ -296,8 +296,12 @@ func printSummary(w io.Writer, s image.Summary, verbose bool) {
 	}
 	fmt.Fprintf(w, "; records: libxl %d, libxc %d; checkpoints %d\n", s.Records["libxl"], s.Records["libxc"], s.Checkpoints)
 	p := s.Pages
-	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %d zero, PFN %#x-%#x; types %s\n",
-		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, p.ZeroPages, p.MinPFN, p.MaxPFN, typesString(p.Types))
+	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %d zero, PFN %#x-%#x",
+		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, p.ZeroPages, p.MinPFN, p.MaxPFN)
+	if len(p.Types) > 0 {
+		fmt.Fprintf(w, "; types %s", typesString(p.Types))
+	}
+	fmt.Fprintln(w)
 	if s.TrailerBytes > 0 {
 		fmt.Fprintf(w, "after the stream: %s (%d bytes)\n", s.Trailer, s.TrailerBytes)
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+func fixtureFile(t *testing.T, name string) string {
+	t.Helper()
+	z, err := os.ReadFile(filepath.Join("..", "..", "stream", "testdata", name+".zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, _ := zstd.NewReader(nil)
+	b, err := zr.DecodeAll(z, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	os.WriteFile(p, b, 0o644)
+	return p
+}
+
+func TestDumpAndRewrite(t *testing.T) {
+	in := fixtureFile(t, "guest3-pvh-migrate.xl")
+	out := filepath.Join(t.TempDir(), "re")
+	var stdout, stderr bytes.Buffer
+	if rc := run(config{verify: true, verbose: true, rewrite: out, format: "auto"}, in, &stdout, &stderr); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, stderr.String())
+	}
+	s := stdout.String()
+	for _, want := range []string{"libxl  header: version 2", "libxc  domain header: x86 HVM", "PAGE_DATA", "HVM_CONTEXT", "identical to input: true", "valid: yes", "permission to go"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	a, _ := os.ReadFile(in)
+	b, _ := os.ReadFile(out)
+	if !bytes.Equal(a, b) {
+		t.Error("rewritten file differs")
+	}
+}
+
+func TestVerifyFails(t *testing.T) {
+	in := fixtureFile(t, "guest1-pv-migrate-failed.xl")
+	var stdout, stderr bytes.Buffer
+	if rc := run(config{verify: true, format: "auto"}, in, &stdout, &stderr); rc != 1 {
+		t.Fatalf("rc %d, want 1", rc)
+	}
+	if !strings.Contains(stderr.String(), "offset 2791") || !strings.Contains(stderr.String(), "truncated") {
+		t.Errorf("stderr %q does not name the truncation", stderr.String())
+	}
+}
+
+func TestJSON(t *testing.T) {
+	in := fixtureFile(t, "guest1-pv.xl")
+	var stdout, stderr bytes.Buffer
+	if rc := run(config{json: true, verbose: true, format: "xl"}, in, &stdout, &stderr); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, stderr.String())
+	}
+	var doc struct {
+		Valid   bool
+		Summary struct {
+			Format     string
+			DomainType string `json:"domain_type"`
+			Pages      struct{ Pages int64 }
+		}
+		Items []struct {
+			Layer  string
+			Offset int64
+			Size   int64
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(in)
+	last := doc.Items[len(doc.Items)-1]
+	if !doc.Valid || doc.Summary.Format != "xl" || doc.Summary.DomainType != "x86 PV" || last.Offset+last.Size != fi.Size() || doc.Summary.Pages.Pages == 0 {
+		t.Errorf("unexpected JSON: %+v", doc)
+	}
+	// Forcing the wrong outer format is an invalid stream.
+	if rc := run(config{verify: true, format: "libxc"}, in, &stdout, &stderr); rc != 1 {
+		t.Errorf("forced libxc: rc %d", rc)
+	}
+}
