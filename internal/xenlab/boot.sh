@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# internal/xenlab/boot.sh DIR XS: boot Xen 4.17 and the lab's dom0 under
+# qemu-system-x86_64 (TCG), with DIR shared into dom0 over virtio-9p, and run
+# DIR/dom0-suite.sh there with xenstored flavour XS (c or ocaml). The console
+# goes to DIR/serial-XS.log. Exits non-zero when qemu fails or the boot
+# outlives XENSR_LAB_TIMEOUT seconds (default 1500).
+set -euo pipefail
+DIR=$(cd "$1" && pwd)
+XS=${2:-c}
+CACHE=${XENSR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xensr-lab}
+CPU=${XENSR_LAB_CPU:-qemu64,+svm,+npt} # +svm,+npt gives Xen HAP: PVH guests and their log-dirty
+SMP=${XENSR_LAB_SMP:-2}
+MEM=${XENSR_LAB_MEM:-4096}
+DOM0_MEM=${XENSR_LAB_DOM0_MEM:-1536M}
+TIMEOUT=${XENSR_LAB_TIMEOUT:-1500}
+LOG=$DIR/serial-$XS.log
+
+xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all"
+dom0_args="console=hvc0 earlyprintk=xen loglevel=5 xensr.xs=$XS"
+qemu=(qemu-system-x86_64 -machine pc -accel tcg,thread=multi -cpu "$CPU" -smp "$SMP" -m "$MEM"
+	-nographic -no-reboot -monitor none -serial stdio
+	-kernel "$CACHE/xen" -append "$xen_args"
+	-initrd "$CACHE/vmlinuz $dom0_args,$CACHE/dom0.cpio.gz"
+	-virtfs "local,path=$DIR,mount_tag=xensr,security_model=none,id=xensr")
+
+"${qemu[@]}" </dev/null >"$LOG" 2>&1 &
+pid=$!
+deadline=$((SECONDS + TIMEOUT))
+while kill -0 "$pid" 2>/dev/null; do
+	if [ "$SECONDS" -ge "$deadline" ]; then
+		echo "xenlab: boot (xenstored=$XS) timed out after ${TIMEOUT}s; killing qemu" >&2
+		kill "$pid"
+		wait "$pid" || true
+		exit 124
+	fi
+	sleep 1
+done
+wait "$pid"

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Runs inside dom0 with the shared folder as the working directory: every
+# test binary in bin/ with the lab tests selected, one log and one exit code
+# file per binary under results-$XENSR_XS/.
+[ -f suite.env ] && . ./suite.env
+R=results-$XENSR_XS
+mkdir -p "$R"
+export XENSR_LAB=1
+for bin in bin/*.test; do
+	[ -e "$bin" ] || continue
+	name=$(basename "$bin" .test)
+	if [ "$XENSR_XS" != c ] && ! grep -qx "$name" xs-pkgs.txt 2>/dev/null; then continue; fi
+	mkdir -p "artifacts/$name"
+	echo "XENSR-LAB: running $name (xenstored=$XENSR_XS)"
+	start=$(cut -d' ' -f1 /proc/uptime)
+	cp "$bin" /tmp/t.test && chmod +x /tmp/t.test
+	( cd "artifacts/$name" && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLab}" \
+		-test.v -test.timeout "${XENSR_LAB_TEST_TIMEOUT:-15m}" ) >"$R/$name.log" 2>&1
+	echo $? >"$R/$name.rc"
+	end=$(cut -d' ' -f1 /proc/uptime)
+	echo "XENSR-LAB: $name rc=$(cat "$R/$name.rc") seconds=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')"
+	for d in $(xl list 2>/dev/null | awk 'NR>2 {print $1}'); do xl destroy "$d"; done
+done
+echo "XENSR-LAB: suite-done"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# scripts/lab.sh: the real-Xen lab suite. It installs Xen 4.17, QEMU and the
+# Debian kernel (apt-get, first run only), builds the lab's initramfs, builds
+# every package that has *_lab_test.go files into a static test binary, boots
+# Xen under QEMU (TCG) and runs the binaries' TestLab* tests inside dom0 as
+# root, once with the C xenstored and once more with oxenstored for the
+# packages that talk to xenstore. It prints per-package counts and exits
+# non-zero when any test fails, a binary dies, a boot times out or no lab test
+# ran at all.
+#
+# Knobs (environment):
+#   XENSR_LAB_PKGS      packages to run (default: all with *_lab_test.go)
+#   XENSR_LAB_RUN       -test.run pattern (default ^TestLab)
+#   XENSR_LAB_XS        xenstored flavours to boot (default "c ocaml")
+#   XENSR_LAB_XS_PKGS   packages also run under oxenstored (default ./xenstore)
+#   XENSR_LAB_OUT       output folder kept after the run (default: a temp dir)
+#   XENSR_LAB_TIMEOUT   seconds one boot may take (default 1500)
+#   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+t0=$SECONDS
+
+bash internal/xenlab/build.sh
+t_build=$((SECONDS - t0))
+
+if [ -n "${XENSR_LAB_PKGS:-}" ]; then
+	pkgs=$XENSR_LAB_PKGS
+else
+	pkgs=$(git ls-files --cached --others --exclude-standard -- '*_lab_test.go' | xargs -rn1 dirname | sort -u | sed 's|^|./|')
+fi
+[ -n "$pkgs" ] || { echo "xenlab: no package has *_lab_test.go" >&2; exit 1; }
+
+OUT=${XENSR_LAB_OUT:-$(mktemp -d /tmp/xensr-lab.XXXXXX)}
+mkdir -p "$OUT/bin"
+OUT=$(cd "$OUT" && pwd)
+rm -rf "$OUT"/bin/* "$OUT"/results-* "$OUT"/artifacts
+cp internal/xenlab/dom0-suite.sh "$OUT/"
+{
+	printf 'XENSR_LAB_RUN=%q\n' "${XENSR_LAB_RUN:-^TestLab}"
+	printf 'export XENSR_LAB_RUN\n'
+} >"$OUT/suite.env"
+: >"$OUT/xs-pkgs.txt"
+name_of() { echo "${1#./}" | tr / _; }
+for p in ${XENSR_LAB_XS_PKGS:-./xenstore}; do name_of "$p" >>"$OUT/xs-pkgs.txt"; done
+
+echo "== xenlab: building lab test binaries"
+for p in $pkgs; do
+	CGO_ENABLED=0 go test -c -o "$OUT/bin/$(name_of "$p").test" "$p"
+done
+ls "$OUT/bin"
+t_compile=$((SECONDS - t0 - t_build))
+
+rc=0
+for xs in ${XENSR_LAB_XS:-c ocaml}; do
+	if [ "$xs" != c ]; then
+		want=0
+		for b in "$OUT"/bin/*.test; do grep -qx "$(basename "$b" .test)" "$OUT/xs-pkgs.txt" && want=1; done
+		[ "$want" = 1 ] || continue
+	fi
+	echo "== xenlab: boot with xenstored=$xs"
+	tb=$SECONDS
+	if ! bash internal/xenlab/boot.sh "$OUT" "$xs"; then
+		echo "xenlab: boot with xenstored=$xs failed; console tail:" >&2
+		tail -n 40 "$OUT/serial-$xs.log" >&2
+		rc=1
+	fi
+	grep -a "XENSR-LAB:" "$OUT/serial-$xs.log" | sed 's/^/   /'
+	echo "   boot+suite seconds (xenstored=$xs): $((SECONDS - tb))"
+done
+
+# Count the results: one line per package and flavour, then a total.
+python3 - "$OUT" "$pkgs" "${XENSR_LAB_XS:-c ocaml}" <<'PY' || rc=1
+import os, re, sys
+out, pkgs, flavours = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+xs_pkgs = open(os.path.join(out, "xs-pkgs.txt")).read().split()
+tot = {"pass": 0, "fail": 0, "skip": 0}
+bad = []
+for fl in flavours:
+    for p in pkgs:
+        name = p.lstrip("./").replace("/", "_")
+        if fl != "c" and name not in xs_pkgs:
+            continue
+        log = os.path.join(out, "results-" + fl, name + ".log")
+        rcf = os.path.join(out, "results-" + fl, name + ".rc")
+        if not os.path.exists(rcf):
+            bad.append(f"{p} (xenstored={fl}): never ran or did not finish")
+            continue
+        text = open(log, errors="replace").read()
+        c = {k: len(re.findall(r"^\s*--- %s: " % k.upper(), text, re.M)) for k in tot}
+        top = {k: len(re.findall(r"^--- %s: " % k.upper(), text, re.M)) for k in tot}
+        rc = open(rcf).read().strip()
+        for k in tot:
+            tot[k] += c[k]
+        print(f"lab {p:24} xenstored={fl:5} pass={c['pass']:3} fail={c['fail']:2} skip={c['skip']:2} (top-level {top['pass']}/{top['fail']}/{top['skip']}) rc={rc}")
+        for m in re.finditer(r"^\s*--- (FAIL|SKIP): (\S+).*$", text, re.M):
+            print("     ", m.group(0).strip())
+        if rc != "0" or c["fail"]:
+            bad.append(f"{p} (xenstored={fl}): rc={rc}, {c['fail']} failed; log {log}")
+print(f"lab: {tot['pass']} passed, {tot['fail']} failed, {tot['skip']} skipped")
+if tot["pass"] == 0:
+    bad.append("no lab test passed: the lab ran nothing")
+for b in bad:
+    print("LAB FAILURE:", b)
+sys.exit(1 if bad else 0)
+PY
+echo "xenlab: build ${t_build}s, compile ${t_compile}s, total $((SECONDS - t0))s; output in $OUT"
+exit $rc
