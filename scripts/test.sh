@@ -1,12 +1,44 @@
 #!/usr/bin/env bash
 # scripts/test.sh: every test of the project (the README's test command).
-#  1. unit, property and example tests of every package (go test ./...)
-#  2. a short fuzz pass over every fuzz target
+#  0. installs what the tests need from Debian's packages (first run only):
+#     Xen 4.17's tools (verify-stream-v2, the oracle for streams), QEMU and
+#     the kernel for the lab, libxen-dev and gcc for the C layout checks
+#  1. go vet and every unit, property and example test (go test ./...)
+#  2. a short fuzz pass over every fuzz target (XENSR_FUZZTIME each, default 8s)
 #  3. the real-Xen lab suite (scripts/lab.sh), unless XENSR_SKIP_LAB=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
+t0=$SECONDS
+
+echo "== setup"
+bash internal/xenlab/build.sh
+if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null; then
+	apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev >/dev/null
+fi
+
 echo "== go vet"
 go vet ./...
 echo "== go test"
 go test -count=1 ./...
+
+echo "== fuzz (${XENSR_FUZZTIME:-8s} per target)"
+nfuzz=0
+for pkg in $(go list ./...); do
+	for f in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		go test -run '^$' -fuzz "^$f\$" -fuzztime "${XENSR_FUZZTIME:-8s}" "$pkg" >/tmp/xensr-fuzz.log 2>&1 ||
+			{ cat /tmp/xensr-fuzz.log; echo "fuzz $pkg $f: FAILED"; exit 1; }
+		echo "fuzz $pkg $f: ok"
+		nfuzz=$((nfuzz + 1))
+	done
+done
+echo "fuzz targets run: $nfuzz"
+
+if [ "${XENSR_SKIP_LAB:-0}" = 1 ]; then
+	echo "== lab: SKIPPED (XENSR_SKIP_LAB=1): the real-Xen tests did not run"
+else
+	echo "== lab"
+	bash scripts/lab.sh
+fi
+echo "== all tests passed in $((SECONDS - t0))s"
