@@ -1,0 +1,69 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Sentinel errors. A FormatError wraps one of these (or another cause), so
+// callers test the kind of failure with errors.Is and its location with
+// errors.As.
+var (
+	// ErrTruncated reports that the input ended inside a record or header.
+	// errors.Is(err, io.ErrUnexpectedEOF) also holds for it.
+	ErrTruncated = &truncatedError{}
+	// ErrTooLarge reports a record whose declared length exceeds the
+	// reader's cap (MaxRecordSize).
+	ErrTooLarge = errors.New("record longer than the size cap")
+	// ErrPadding reports non-zero bytes in the padding after a record body.
+	ErrPadding = errors.New("non-zero record padding")
+	// ErrReserved reports a non-zero reserved field.
+	ErrReserved = errors.New("non-zero reserved field")
+	// ErrLength reports a record body whose length does not match what its
+	// type requires.
+	ErrLength = errors.New("bad record length")
+	// ErrValue reports a field holding a value the format does not allow.
+	ErrValue = errors.New("invalid field value")
+	// ErrUnknownType reports a record type the layer does not know and that
+	// lacks the optional bit.
+	ErrUnknownType = errors.New("unknown record type")
+	// ErrOrder reports a record that may not appear where it does.
+	ErrOrder = errors.New("record out of order")
+)
+
+type truncatedError struct{}
+
+func (*truncatedError) Error() string        { return "stream truncated" }
+func (*truncatedError) Is(target error) bool { return target == io.ErrUnexpectedEOF }
+
+// A FormatError reports a malformed stream and names where: the layer
+// ("libxc", "libxl", "xl", ...), the absolute byte offset of the record (or
+// header) that is wrong, its index among the layer's records (-1 for a
+// header), its type, and the field at fault (empty for the record as a whole).
+type FormatError struct {
+	Layer  string // stream layer, e.g. "libxc"
+	Offset int64  // absolute byte offset of the record or header start
+	Index  int    // record index within the layer; -1 for a header
+	Type   uint32 // record type; 0 with Index -1
+	Field  string // offending field, if known
+	Err    error  // the cause, usually one of the sentinels above
+}
+
+// Error describes the failure and its location.
+func (e *FormatError) Error() string {
+	where := fmt.Sprintf("offset %d", e.Offset)
+	if e.Index >= 0 {
+		where = fmt.Sprintf("record %d (type %#x) at offset %d", e.Index, e.Type, e.Offset)
+	} else {
+		where = "header at " + where
+	}
+	s := e.Layer + ": " + where
+	if e.Field != "" {
+		s += ", field " + e.Field
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause, so errors.Is(err, ErrTruncated) and the like work.
+func (e *FormatError) Unwrap() error { return e.Err }

@@ -1,0 +1,226 @@
+// Package stream is the record framing shared by the layers of a Xen
+// migration v2 stream (the libxc and libxl streams): each record is a
+// little-endian u32 type, a u32 body length, the body, and zero padding up to
+// a multiple of 8 bytes.
+//
+// A Reader reads exactly one record at a time into a reused buffer and never
+// reads ahead, so layers can hand the same io.Reader to each other: the libxl
+// layer reads its LIBXC_CONTEXT record, passes the underlying reader to a
+// libxc reader (starting at the current offset), and takes it back after the
+// libxc END record. A Writer frames and pads records for the caller.
+//
+// Malformed input is reported as a *FormatError naming the layer, byte
+// offset, record index, type and field, wrapping one of the sentinel errors.
+package stream
+
+import (
+	"encoding/binary"
+	"io"
+)
+
+// HeaderSize is the size of a record header (type and length).
+const HeaderSize = 8
+
+// Align is the alignment of records: bodies are zero-padded to a multiple of it.
+const Align = 8
+
+// DefaultMaxRecordSize is the default cap on a record body: 128 MiB, the limit
+// Xen's restore code applies.
+const DefaultMaxRecordSize = 128 << 20
+
+// PaddedLen returns n rounded up to a multiple of Align.
+func PaddedLen(n int) int { return (n + Align - 1) &^ (Align - 1) }
+
+// A Record is one framed record. Body aliases the Reader's buffer and is valid
+// only until the next call to Next.
+type Record struct {
+	Type   uint32 // record type, including any optional bit
+	Body   []byte // body without padding
+	Offset int64  // absolute offset of the record header
+	Index  int    // index of the record among those read by this Reader
+}
+
+// PaddedSize returns the encoded size of the record: header, body and padding.
+func (r *Record) PaddedSize() int { return HeaderSize + PaddedLen(len(r.Body)) }
+
+// A Reader reads framed records one at a time from an io.Reader without
+// reading ahead of the current record.
+type Reader struct {
+	r     io.Reader
+	layer string
+	// MaxRecordSize caps the declared body length; longer records fail with
+	// ErrTooLarge before any allocation. Zero means DefaultMaxRecordSize.
+	MaxRecordSize int
+	// AllowNonZeroPadding accepts padding bytes that are not zero (for
+	// forensic reading).
+	AllowNonZeroPadding bool
+
+	off   int64
+	index int
+	buf   []byte
+	hdr   [HeaderSize]byte
+}
+
+// NewReader returns a Reader of the named layer (used in errors) reading from
+// r, whose first byte is at absolute offset off.
+func NewReader(r io.Reader, layer string, off int64) *Reader {
+	return &Reader{r: r, layer: layer, off: off}
+}
+
+// Offset returns the absolute offset of the next byte the Reader will read.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Index returns the index the next record will have.
+func (r *Reader) Index() int { return r.index }
+
+// Underlying returns the io.Reader, positioned just after the last record read.
+func (r *Reader) Underlying() io.Reader { return r.r }
+
+// growChunk bounds how much the buffer grows ahead of data actually read.
+const growChunk = 1 << 20
+
+// Next reads the next record. At a clean end of input (no byte of a new record
+// header) it returns io.EOF; a partial record yields a FormatError wrapping
+// ErrTruncated. The returned Record's Body is valid until the next call.
+func (r *Reader) Next() (Record, error) {
+	start := r.off
+	n, err := io.ReadFull(r.r, r.hdr[:])
+	r.off += int64(n)
+	if err != nil {
+		if err == io.EOF {
+			return Record{}, io.EOF
+		}
+		return Record{}, r.errAt(start, 0, "", truncOr(err))
+	}
+	typ := binary.LittleEndian.Uint32(r.hdr[0:4])
+	length := binary.LittleEndian.Uint32(r.hdr[4:8])
+	max := r.MaxRecordSize
+	if max <= 0 {
+		max = DefaultMaxRecordSize
+	}
+	if uint64(length) > uint64(max) {
+		return Record{}, r.errAt(start, typ, "length", ErrTooLarge)
+	}
+	padded := PaddedLen(int(length))
+	if err := r.fill(padded); err != nil {
+		return Record{}, r.errAt(start, typ, "body", truncOr(err))
+	}
+	body := r.buf[:length]
+	if !r.AllowNonZeroPadding {
+		for _, b := range r.buf[length:padded] {
+			if b != 0 {
+				return Record{}, r.errAt(start, typ, "padding", ErrPadding)
+			}
+		}
+	}
+	rec := Record{Type: typ, Body: body, Offset: start, Index: r.index}
+	r.index++
+	return rec, nil
+}
+
+// fill reads exactly n bytes into r.buf[:n], growing the buffer only as data
+// arrives so that a lying length on a short input does not allocate the cap.
+func (r *Reader) fill(n int) error {
+	if cap(r.buf) >= n {
+		r.buf = r.buf[:n]
+		m, err := io.ReadFull(r.r, r.buf)
+		r.off += int64(m)
+		return err
+	}
+	got := 0
+	r.buf = r.buf[:0]
+	for got < n {
+		want := n - got
+		if want > growChunk && got+growChunk > cap(r.buf) {
+			want = growChunk
+		}
+		if got+want > cap(r.buf) {
+			nb := make([]byte, got, got+want)
+			copy(nb, r.buf[:got])
+			r.buf = nb
+		}
+		r.buf = r.buf[:got+want]
+		m, err := io.ReadFull(r.r, r.buf[got:got+want])
+		got += m
+		r.off += int64(m)
+		if err != nil {
+			r.buf = r.buf[:got]
+			return err
+		}
+	}
+	return nil
+}
+
+func truncOr(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return ErrTruncated
+	}
+	return err
+}
+
+func (r *Reader) errAt(off int64, typ uint32, field string, err error) error {
+	return &FormatError{Layer: r.layer, Offset: off, Index: r.index, Type: typ, Field: field, Err: err}
+}
+
+// A Writer writes framed records, adding the header and zero padding.
+type Writer struct {
+	w     io.Writer
+	off   int64
+	index int
+	hdr   [HeaderSize + Align]byte
+}
+
+// NewWriter returns a Writer writing to w, whose first byte is at absolute
+// offset off.
+func NewWriter(w io.Writer, off int64) *Writer { return &Writer{w: w, off: off} }
+
+// Offset returns the absolute offset of the next byte to be written.
+func (w *Writer) Offset() int64 { return w.off }
+
+// Index returns the index the next record will have.
+func (w *Writer) Index() int { return w.index }
+
+// WriteRecord writes one record: header, body, and padding to 8 bytes.
+func (w *Writer) WriteRecord(typ uint32, body []byte) error {
+	return w.WriteRecordv(typ, body)
+}
+
+// WriteRecordv writes one record whose body is the concatenation of parts,
+// avoiding a copy into one slice.
+func (w *Writer) WriteRecordv(typ uint32, parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if uint64(n) > 0xffffffff {
+		return ErrTooLarge
+	}
+	binary.LittleEndian.PutUint32(w.hdr[0:4], typ)
+	binary.LittleEndian.PutUint32(w.hdr[4:8], uint32(n))
+	if err := w.write(w.hdr[:HeaderSize]); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if err := w.write(p); err != nil {
+			return err
+		}
+	}
+	if pad := PaddedLen(n) - n; pad > 0 {
+		clear(w.hdr[HeaderSize:])
+		if err := w.write(w.hdr[HeaderSize : HeaderSize+pad]); err != nil {
+			return err
+		}
+	}
+	w.index++
+	return nil
+}
+
+// WriteRaw writes bytes as they are (a header, or a record already framed),
+// advancing the offset but not the record index.
+func (w *Writer) WriteRaw(p []byte) error { return w.write(p) }
+
+func (w *Writer) write(p []byte) error {
+	n, err := w.w.Write(p)
+	w.off += int64(n)
+	return err
+}

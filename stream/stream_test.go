@@ -1,0 +1,182 @@
+package stream
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"runtime"
+	"testing"
+)
+
+func frame(typ uint32, body []byte, pad byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, typ)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
+	b = append(b, body...)
+	for len(b)%8 != 0 {
+		b = append(b, pad)
+	}
+	return b
+}
+
+func TestRoundTrip(t *testing.T) {
+	bodies := [][]byte{nil, {1}, []byte("1234567"), []byte("12345678"), bytes.Repeat([]byte{0xab}, 4099)}
+	var buf bytes.Buffer
+	w := NewWriter(&buf, 100)
+	for i, b := range bodies {
+		if err := w.WriteRecord(uint32(i+1), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []byte
+	for i, b := range bodies {
+		want = append(want, frame(uint32(i+1), b, 0)...)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("writer output differs from hand framing")
+	}
+	if w.Offset() != 100+int64(len(want)) || w.Index() != len(bodies) {
+		t.Fatalf("writer offset %d index %d", w.Offset(), w.Index())
+	}
+	r := NewReader(bytes.NewReader(want), "test", 100)
+	off := int64(100)
+	for i, b := range bodies {
+		rec, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Type != uint32(i+1) || !bytes.Equal(rec.Body, b) || rec.Offset != off || rec.Index != i {
+			t.Fatalf("record %d: got type %d off %d idx %d len %d", i, rec.Type, rec.Offset, rec.Index, len(rec.Body))
+		}
+		off += int64(rec.PaddedSize())
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("want io.EOF, got %v", err)
+	}
+	if r.Offset() != off {
+		t.Fatalf("reader offset %d, want %d", r.Offset(), off)
+	}
+}
+
+// countingReader records how many bytes were consumed, to prove no read-ahead.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+func TestNoReadAhead(t *testing.T) {
+	data := append(frame(1, []byte("abc"), 0), []byte("TRAILING-BYTES")...)
+	cr := &countingReader{r: bytes.NewReader(data)}
+	r := NewReader(cr, "test", 0)
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if cr.n != 16 {
+		t.Fatalf("consumed %d bytes, want exactly 16", cr.n)
+	}
+	rest, _ := io.ReadAll(r.Underlying())
+	if string(rest) != "TRAILING-BYTES" {
+		t.Fatalf("underlying reader lost bytes: %q", rest)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	big := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 7), 1<<30)
+	cases := []struct {
+		name  string
+		in    []byte
+		cap   int
+		want  error
+		field string
+		off   int64
+	}{
+		{"short header", []byte{1, 0, 0}, 0, ErrTruncated, "", 16},
+		{"short body", frame(1, []byte("abcdefgh"), 0)[:12], 0, ErrTruncated, "body", 16},
+		{"short padding", frame(1, []byte("abc"), 0)[:13], 0, ErrTruncated, "body", 16},
+		{"padding", frame(1, []byte("abc"), 9), 0, ErrPadding, "padding", 16},
+		{"too large", big, 0, ErrTooLarge, "length", 16},
+		{"over custom cap", frame(1, make([]byte, 17), 0), 16, ErrTooLarge, "length", 16},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := append(frame(9, []byte("first"), 0), c.in...)
+			r := NewReader(bytes.NewReader(in), "test", 0)
+			r.MaxRecordSize = c.cap
+			if _, err := r.Next(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := r.Next()
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("not a FormatError: %T", err)
+			}
+			if fe.Layer != "test" || fe.Index != 1 || fe.Field != c.field || fe.Offset != c.off {
+				t.Fatalf("bad location: %+v", fe)
+			}
+		})
+	}
+	_, err := NewReader(bytes.NewReader([]byte{1}), "t", 0).Next()
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("ErrTruncated must match io.ErrUnexpectedEOF: %v", err)
+	}
+}
+
+func TestRelaxedPadding(t *testing.T) {
+	r := NewReader(bytes.NewReader(frame(1, []byte("abc"), 9)), "t", 0)
+	r.AllowNonZeroPadding = true
+	rec, err := r.Next()
+	if err != nil || string(rec.Body) != "abc" {
+		t.Fatalf("got %q, %v", rec.Body, err)
+	}
+}
+
+// A record that claims the maximum length but is truncated must not make the
+// reader allocate anywhere near the cap.
+func TestLyingLengthDoesNotAllocateCap(t *testing.T) {
+	hdr := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 1), DefaultMaxRecordSize)
+	in := append(hdr, make([]byte, 100)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := NewReader(bytes.NewReader(in), "t", 0).Next()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("got %v", err)
+	}
+	if d := after.TotalAlloc - before.TotalAlloc; d > 4<<20 {
+		t.Fatalf("allocated %d bytes for a 108-byte input", d)
+	}
+}
+
+func TestLargeRecordGrows(t *testing.T) {
+	body := bytes.Repeat([]byte{7}, 3*growChunk+5)
+	r := NewReader(bytes.NewReader(frame(2, body, 0)), "t", 0)
+	rec, err := r.Next()
+	if err != nil || !bytes.Equal(rec.Body, body) {
+		t.Fatalf("large record mismatch: %v", err)
+	}
+}
+
+func TestSteadyStateNoAllocs(t *testing.T) {
+	one := frame(1, make([]byte, 4096), 0)
+	br := bytes.NewReader(one)
+	r := NewReader(br, "t", 0)
+	allocs := testing.AllocsPerRun(100, func() {
+		br.Reset(one)
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocs per record", allocs)
+	}
+}
