@@ -73,6 +73,26 @@ func (r *Reader) Offset() int64 { return r.off }
 // Index returns the index the next record will have.
 func (r *Reader) Index() int { return r.index }
 
+// SetOffset tells the Reader the absolute offset of the next byte of its
+// io.Reader, after another layer has read from the same io.Reader.
+func (r *Reader) SetOffset(off int64) { r.off = off }
+
+// ReadFull reads exactly len(p) bytes that are not a record (a stream
+// header), advancing the offset. It returns the offset of p's first byte and
+// a FormatError wrapping ErrTruncated, naming field, when the input is short.
+func (r *Reader) ReadFull(p []byte, field string) (int64, error) {
+	start := r.off
+	n, err := io.ReadFull(r.r, p)
+	r.off += int64(n)
+	if err != nil {
+		if err == io.EOF && n == 0 && field == "" {
+			return start, io.EOF
+		}
+		return start, &FormatError{Layer: r.layer, Offset: start, Index: -1, Field: field, Err: truncOr(err)}
+	}
+	return start, nil
+}
+
 // Underlying returns the io.Reader, positioned just after the last record read.
 func (r *Reader) Underlying() io.Reader { return r.r }
 
