@@ -94,6 +94,14 @@ func (c *checker) record(r *Reader, rec Record) error {
 		if rec.Reserved != 0 {
 			return fieldErr("reserved", stream.ErrReserved)
 		}
+	case *X86CPUIDPolicy:
+		if len(rec.Leaves) == 0 {
+			return fieldErr("CPUID_policy", fmt.Errorf("%w: empty policy", stream.ErrLength))
+		}
+	case *X86MSRPolicy:
+		if len(rec.Entries) == 0 {
+			return fieldErr("MSR_policy", fmt.Errorf("%w: empty policy", stream.ErrLength))
+		}
 	case *HVMParams:
 		if rec.Reserved != 0 {
 			return fieldErr("reserved", stream.ErrReserved)
