@@ -255,7 +255,7 @@ func printItem(w io.Writer, it *image.Item, verbose bool) {
 		if p := it.Pages; p != nil {
 			fmt.Fprintf(w, ": %d pages (%d with data, %d zero), PFN %#x-%#x", p.Pages, p.DataPages, p.ZeroPages, p.MinPFN, p.MaxPFN)
 			if verbose {
-				fmt.Fprintf(w, " types %s", typesString(p.Types))
+				fmt.Fprintf(w, " types %s", typesString(p.Types()))
 			}
 		}
 		if verbose && it.Layer == libxl.Layer && (it.Type == uint32(libxl.TypeEmulatorContext) || it.Type == uint32(libxl.TypeEmulatorXenstoreData)) {
@@ -298,8 +298,8 @@ func printSummary(w io.Writer, s image.Summary, verbose bool) {
 	p := s.Pages
 	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %d zero, PFN %#x-%#x",
 		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, p.ZeroPages, p.MinPFN, p.MaxPFN)
-	if len(p.Types) > 0 {
-		fmt.Fprintf(w, "; types %s", typesString(p.Types))
+	if len(p.Types()) > 0 {
+		fmt.Fprintf(w, "; types %s", typesString(p.Types()))
 	}
 	fmt.Fprintln(w)
 	if s.TrailerBytes > 0 {

@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	"github.com/xensr/xensr/stream"
@@ -156,13 +157,33 @@ func pageHasData(t int) bool { return t != PageBroken && t != PageXalloc && t !=
 
 // PageStats summarises PAGE_DATA records.
 type PageStats struct {
-	Records   int              `json:"records"`    // PAGE_DATA records
-	Pages     int64            `json:"pages"`      // PFN entries
-	DataPages int64            `json:"data_pages"` // entries carrying 4096 bytes
-	ZeroPages int64            `json:"zero_pages"` // data pages whose bytes are all zero
-	MinPFN    uint64           `json:"min_pfn"`
-	MaxPFN    uint64           `json:"max_pfn"`
-	Types     map[string]int64 `json:"types"` // entries per page type name
+	Records   int       `json:"records"`    // PAGE_DATA records
+	Pages     int64     `json:"pages"`      // PFN entries
+	DataPages int64     `json:"data_pages"` // entries carrying 4096 bytes
+	ZeroPages int64     `json:"zero_pages"` // data pages whose bytes are all zero
+	MinPFN    uint64    `json:"min_pfn"`
+	MaxPFN    uint64    `json:"max_pfn"`
+	ByType    [16]int64 `json:"-"` // entries per page type (the PFN entry's high nibble)
+}
+
+// Types returns the non-zero per-type counts keyed by PageTypeName.
+func (s *PageStats) Types() map[string]int64 {
+	m := map[string]int64{}
+	for t, n := range s.ByType {
+		if n > 0 {
+			m[PageTypeName(t)] = n
+		}
+	}
+	return m
+}
+
+// MarshalJSON encodes the statistics with the per-type counts by name.
+func (s PageStats) MarshalJSON() ([]byte, error) {
+	type plain PageStats
+	return json.Marshal(struct {
+		plain
+		Types map[string]int64 `json:"types"`
+	}{plain(s), s.Types()})
 }
 
 func (s *PageStats) add(o *PageStats) {
@@ -178,11 +199,8 @@ func (s *PageStats) add(o *PageStats) {
 	s.Pages += o.Pages
 	s.DataPages += o.DataPages
 	s.ZeroPages += o.ZeroPages
-	for k, v := range o.Types {
-		if s.Types == nil {
-			s.Types = map[string]int64{}
-		}
-		s.Types[k] += v
+	for t, n := range o.ByType {
+		s.ByType[t] += n
 	}
 }
 
@@ -200,10 +218,8 @@ func pageData(body []byte, strict bool) (st PageStats, field string, err error) 
 		return st, "count", stream.ErrLength
 	}
 	st.Records = 1
-	st.Types = map[string]int64{}
 	pfns := body[8 : 8+8*int(count)]
 	data := body[8+8*int(count):]
-	var counts [16]int64
 	for i := 0; i < int(count); i++ {
 		e := binary.LittleEndian.Uint64(pfns[8*i:])
 		t := int(e >> 60)
@@ -214,7 +230,7 @@ func pageData(body []byte, strict bool) (st PageStats, field string, err error) 
 		if strict && t >= 5 && t <= 8 {
 			return st, fmt.Sprintf("pfn[%d].type", i), stream.ErrValue
 		}
-		counts[t]++
+		st.ByType[t]++
 		if st.Pages == 0 || pfn < st.MinPFN {
 			st.MinPFN = pfn
 		}
@@ -232,11 +248,6 @@ func pageData(body []byte, strict bool) (st PageStats, field string, err error) 
 	for p := 0; p < len(data); p += pageSize {
 		if allZero(data[p : p+pageSize]) {
 			st.ZeroPages++
-		}
-	}
-	for t, n := range counts {
-		if n > 0 {
-			st.Types[PageTypeName(t)] = n
 		}
 	}
 	return st, "", nil
