@@ -24,7 +24,9 @@ var recordTable = []struct {
 		return p
 	}, 0},
 	{"X86_PV_INFO", func() Record { return &X86PVInfo{GuestWidth: 8, PTLevels: 4} }, DomainX86PV},
-	{"X86_PV_P2M_FRAMES", func() Record { return &X86PVP2MFrames{StartPFN: 0, EndPFN: 0x1fff, Frames: []uint64{0x100, 0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10a, 0x10b, 0x10c, 0x10d, 0x10e, 0x10f}} }, DomainX86PV},
+	{"X86_PV_P2M_FRAMES", func() Record {
+		return &X86PVP2MFrames{StartPFN: 0, EndPFN: 0x1fff, Frames: []uint64{0x100, 0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10a, 0x10b, 0x10c, 0x10d, 0x10e, 0x10f}}
+	}, DomainX86PV},
 	{"X86_PV_VCPU_BASIC", func() Record { return &VCPUContext{Kind: TypeX86PVVCPUBasic, Context: make([]byte, VCPUBasicSize64)} }, DomainX86PV},
 	{"X86_PV_VCPU_EXTENDED", func() Record { return &VCPUContext{Kind: TypeX86PVVCPUExtended, Context: make([]byte, 128)} }, DomainX86PV},
 	{"X86_PV_VCPU_XSAVE", func() Record { return &VCPUContext{Kind: TypeX86PVVCPUXSave, Context: make([]byte, 832)} }, DomainX86PV},
@@ -38,7 +40,9 @@ var recordTable = []struct {
 	{"CHECKPOINT", func() Record { return &Checkpoint{} }, 0},
 	{"CHECKPOINT_DIRTY_PFN_LIST", func() Record { return &CheckpointDirtyPFNList{PFNs: []uint64{5, 9}} }, 0},
 	{"STATIC_DATA_END", func() Record { return &StaticDataEnd{} }, 0},
-	{"X86_CPUID_POLICY", func() Record { return &X86CPUIDPolicy{Leaves: []CPUIDLeaf{{0, 0xffffffff, 0xd, 0x68747541, 0x444d4163, 0x69746e65}}} }, 0},
+	{"X86_CPUID_POLICY", func() Record {
+		return &X86CPUIDPolicy{Leaves: []CPUIDLeaf{{0, 0xffffffff, 0xd, 0x68747541, 0x444d4163, 0x69746e65}}}
+	}, 0},
 	{"X86_MSR_POLICY", func() Record { return &X86MSRPolicy{Entries: []MSREntry{{0xce, 0, 1 << 31}}} }, 0},
 	{"optional record", func() Record { return &Raw{RecType: OptionalBit | 0x42, Body: []byte("ignored")} }, 0},
 }

@@ -42,7 +42,10 @@ func TestInvalidStreams(t *testing.T) {
 		{"second pv info", pv(func(r []Record) []Record { return append(r[:1], r...) }), stream.ErrOrder, 1, "type"},
 		{"p2m before pv info", pv(func(r []Record) []Record { r[0] = &X86TSCInfo{}; return r }), stream.ErrOrder, 4, "type"},
 		{"p2m frame count", pv(func(r []Record) []Record { r[4] = &X86PVP2MFrames{EndPFN: 0x1fff, Frames: []uint64{1}}; return r }), stream.ErrLength, 4, "p2m_pfn"},
-		{"p2m start > end", pv(func(r []Record) []Record { r[4] = &X86PVP2MFrames{StartPFN: 2, EndPFN: 1, Frames: []uint64{1}}; return r }), stream.ErrValue, 4, "p2m_start_pfn"},
+		{"p2m start > end", pv(func(r []Record) []Record {
+			r[4] = &X86PVP2MFrames{StartPFN: 2, EndPFN: 1, Frames: []uint64{1}}
+			return r
+		}), stream.ErrValue, 4, "p2m_start_pfn"},
 		{"pfn beyond p2m", pv(func(r []Record) []Record {
 			r[5] = &PageData{Entries: []uint64{PFNEntry(0x2000, PageNormal)}, Data: make([]byte, PageSize)}
 			return r
@@ -55,10 +58,20 @@ func TestInvalidStreams(t *testing.T) {
 		{"page data count 0", hvm(func(r []Record) []Record { r[3] = &PageData{}; return r }), stream.ErrLength, 3, "count"},
 		{"page data short", hvm(func(r []Record) []Record { r[3] = &PageData{Entries: []uint64{1}}; return r }), stream.ErrLength, 3, "page_data"},
 		{"page data reserved", hvm(func(r []Record) []Record { r[3] = &PageData{Reserved: 1, Entries: []uint64{0xf << 60}}; return r }), stream.ErrReserved, 3, "reserved"},
-		{"basic size", pv(func(r []Record) []Record { r[8] = &VCPUContext{Kind: TypeX86PVVCPUBasic, Context: make([]byte, VCPUBasicSize32)}; return r }), stream.ErrLength, 8, "context"},
-		{"extended too long", pv(func(r []Record) []Record { r[9] = &VCPUContext{Kind: TypeX86PVVCPUExtended, Context: make([]byte, 136)}; return r }), stream.ErrLength, 9, "context"},
-		{"xsave too short", pv(func(r []Record) []Record { return append(r, &VCPUContext{Kind: TypeX86PVVCPUXSave, Context: make([]byte, 8)}) }), stream.ErrLength, 10, "context"},
-		{"msrs not a multiple", pv(func(r []Record) []Record { return append(r, &VCPUContext{Kind: TypeX86PVVCPUMSRs, Context: make([]byte, 24)}) }), stream.ErrLength, 10, "context"},
+		{"basic size", pv(func(r []Record) []Record {
+			r[8] = &VCPUContext{Kind: TypeX86PVVCPUBasic, Context: make([]byte, VCPUBasicSize32)}
+			return r
+		}), stream.ErrLength, 8, "context"},
+		{"extended too long", pv(func(r []Record) []Record {
+			r[9] = &VCPUContext{Kind: TypeX86PVVCPUExtended, Context: make([]byte, 136)}
+			return r
+		}), stream.ErrLength, 9, "context"},
+		{"xsave too short", pv(func(r []Record) []Record {
+			return append(r, &VCPUContext{Kind: TypeX86PVVCPUXSave, Context: make([]byte, 8)})
+		}), stream.ErrLength, 10, "context"},
+		{"msrs not a multiple", pv(func(r []Record) []Record {
+			return append(r, &VCPUContext{Kind: TypeX86PVVCPUMSRs, Context: make([]byte, 24)})
+		}), stream.ErrLength, 10, "context"},
 		{"vcpu reserved", pv(func(r []Record) []Record { return append(r, &VCPUContext{Kind: TypeX86PVVCPUMSRs, Reserved: 1}) }), stream.ErrReserved, 10, "reserved"},
 		{"no vcpu0 basic", pv(func(r []Record) []Record { return r[:8] }), stream.ErrOrder, 8, "type"},
 		{"shared info size", pv(func(r []Record) []Record { r[7] = &SharedInfo{Data: make([]byte, 100)}; return r }), stream.ErrLength, 7, "shared_info"},
