@@ -54,6 +54,6 @@ func Example() {
 	// 3 @104 PAGE_DATA
 	//   pfn 0x10 NOTAB data=4096
 	//   pfn 0x11 XTAB data=0
-	// 4 @4216 HVM_CONTEXT
-	// 5 @4232 END
+	// 4 @4232 HVM_CONTEXT
+	// 5 @4248 END
 }
