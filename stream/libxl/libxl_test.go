@@ -69,8 +69,8 @@ func decode(in []byte, opt Options) (Header, []item, error) {
 				return h, items, err
 			}
 			n := binary.LittleEndian.Uint32(hd[:4])
-			if n > 1<<16 {
-				return h, items, errors.New("fake libxc too long")
+			if n > 1<<16 || binary.LittleEndian.Uint32(hd[4:]) > 1 {
+				return h, items, errors.New("bad fake libxc blob")
 			}
 			var data []byte
 			if n > 0 {
