@@ -2,10 +2,11 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/xensr/xensr/stream/libxc"
 )
 
 // hvmParamsSaved lists the HVM parameters a save carries, in the order Xen
@@ -78,8 +79,9 @@ type Saver struct {
 	types   []uint32
 	mpfns   []uint64
 	mtypes  []uint32
-	entries []byte
-	parts   [][]byte
+	entries []uint64
+	stage   []byte
+	page    libxc.PageData
 	stats   Stats
 	out     *imageWriter
 }
@@ -98,8 +100,8 @@ func NewSaver(d Domain, opt Options) *Saver {
 		types:   make([]uint32, maxBatch),
 		mpfns:   make([]uint64, 0, maxBatch),
 		mtypes:  make([]uint32, 0, maxBatch),
-		entries: make([]byte, 8+8*maxBatch),
-		parts:   make([][]byte, 0, 2+maxBatch),
+		entries: make([]uint64, 0, maxBatch),
+		stage:   make([]byte, 0, maxBatch*PageSize),
 	}
 }
 
@@ -202,15 +204,18 @@ func (s *Saver) save(w io.Writer) error {
 	if err != nil {
 		return stepErr("cpu policy", err)
 	}
+	cpuRec, msrRec, err := decodeCPUPolicy(cpuid, msr)
+	if err != nil {
+		return stepErr("cpu policy", err)
+	}
 
 	s.out = newImageWriter(w)
 	out := s.out
 	out.xlHeader(s.opt.Config)
-	out.libxlHeader()
-	out.libxcHeaders(s.opt.XenMajor, s.opt.XenMinor)
-	out.record(recX86CPUIDPolicy, cpuid)
-	out.record(recX86MSRPolicy, msr)
-	out.record(recStaticDataEnd)
+	out.libxlHeader(s.opt.XenMajor, s.opt.XenMinor)
+	out.record(cpuRec)
+	out.record(msrRec)
+	out.record(&libxc.StaticDataEnd{})
 	if out.err != nil {
 		return stepErr("write headers", out.err)
 	}
@@ -279,39 +284,28 @@ func (s *Saver) save(w io.Writer) error {
 	if err != nil {
 		return stepErr("tsc info", err)
 	}
-	var tb [24]byte
-	le := binary.LittleEndian
-	le.PutUint32(tb[0:], tsc.Mode)
-	le.PutUint32(tb[4:], tsc.KHz)
-	le.PutUint64(tb[8:], tsc.Nsec)
-	le.PutUint32(tb[16:], tsc.Incarnation)
-	out.record(recX86TSCInfo, tb[:])
+	out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.Nsec, Incarnation: tsc.Incarnation})
 
 	ctx, err := s.d.HVMContext()
 	if err != nil {
 		return stepErr("hvm context", err)
 	}
-	out.record(recHVMContext, ctx)
+	out.record(&libxc.HVMContext{Data: ctx})
 
-	params := make([]byte, 8, 8+16*len(hvmParamsSaved))
-	var n uint32
+	params := &libxc.HVMParams{}
 	for _, idx := range hvmParamsSaved {
 		v, err := s.d.HVMParam(idx)
 		if err != nil {
 			return stepErr(fmt.Sprintf("hvm param %d", idx), err)
 		}
 		if v != 0 {
-			params = le.AppendUint64(params, uint64(idx))
-			params = le.AppendUint64(params, v)
-			n++
+			params.Params = append(params.Params, libxc.HVMParam{Index: uint64(idx), Value: v})
 		}
 	}
-	le.PutUint32(params[0:], n)
-	if n > 0 {
-		out.record(recHVMParams, params)
+	if len(params.Params) > 0 {
+		out.record(params)
 	}
-	out.record(recEnd)
-	out.libxlEnd()
+	out.end()
 	if err := out.flush(); err != nil {
 		return stepErr("write end of stream", err)
 	}
@@ -423,8 +417,7 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		rs.MapTime += time.Since(t)
 	}(t1)
 	skipZero := s.opt.SkipZero && round == 0
-	ent := s.entries[:8]
-	s.parts = append(s.parts[:0], nil)
+	ent := s.entries[:0]
 	var sent uint64
 	for i, p := range s.mpfns {
 		pg, err := m.Page(i)
@@ -434,21 +427,35 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		if err != nil {
 			return 0, &SaveError{Step: "map page", Round: round, PFN: p, HasPFN: true, Err: err}
 		}
-		typ := s.mtypes[i]
+		typ := libxc.PageType(s.mtypes[i] >> 28)
 		if skipZero && bytes.Equal(pg, zeroPage[:]) {
-			typ = PageTypeXAlloc
+			typ = libxc.PageXAlloc
 			rs.Zero++
 		} else {
-			s.parts = append(s.parts, pg)
 			sent++
 		}
-		ent = le.AppendUint64(ent, uint64(typ)<<32|p)
+		ent = append(ent, libxc.PFNEntry(p, typ))
 	}
-	le.PutUint32(ent[0:], uint32(len(s.mpfns)))
-	le.PutUint32(ent[4:], 0)
-	s.parts[0] = ent
+	s.entries = ent
+	// The page data: the mapping itself when every mapped page goes (no
+	// copy), else the pages with data gathered into a staging buffer.
+	var data []byte
+	if cm, ok := m.(contiguousMap); ok && sent == uint64(len(s.mpfns)) {
+		data = cm.Contiguous()[:len(s.mpfns)*PageSize]
+	} else {
+		data = s.stage[:0]
+		for i := range s.mpfns {
+			if libxc.PageType(ent[i]>>60) == libxc.PageXAlloc {
+				continue
+			}
+			pg, _ := m.Page(i)
+			data = append(data, pg...)
+		}
+		s.stage = data
+	}
+	s.page.Entries, s.page.Data = ent, data
 	t2 := time.Now()
-	s.out.record(recPageData, s.parts...)
+	s.out.record(&s.page)
 	rs.WriteTime += time.Since(t2)
 	rs.MapTime -= time.Since(t2)
 	if s.out.err != nil {
@@ -458,3 +465,9 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 }
 
 var zeroPage [PageSize]byte
+
+// contiguousMap is a PageMap whose pages lie back to back in one slice
+// (a privcmd mapping): PAGE_DATA can be written from it without a copy.
+type contiguousMap interface {
+	Contiguous() []byte
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -67,7 +68,14 @@ func walkImage(t *testing.T, img []byte, st Stats) image.Summary {
 }
 
 func TestSaveNonLive(t *testing.T) {
+	for _, contiguous := range []bool{false, true} {
+		t.Run(fmt.Sprintf("contiguous=%v", contiguous), func(t *testing.T) { testSaveNonLive(t, contiguous) })
+	}
+}
+
+func testSaveNonLive(t *testing.T, contiguous bool) {
 	f := newFakeDomain(3000)
+	f.contiguous = contiguous
 	img, st, s := saveFake(t, f, Options{})
 	im, err := parseImage(img)
 	if err != nil {
@@ -334,6 +342,7 @@ func (f *fakeDomain) zeroFrame(p uint64) {
 
 func TestSaveSkipZero(t *testing.T) {
 	f := newFakeDomain(3000)
+	f.contiguous = true // zero pages force the staging copy
 	zeros := 0
 	for p := uint64(0); p < 3000; p += 3 {
 		if f.mem[p] != nil {
@@ -388,5 +397,17 @@ func TestSaveSkipZeroLive(t *testing.T) {
 	checkMemory(t, f, im)
 	if st.Zero != 1 || st.Rounds[0].Zero != 1 {
 		t.Errorf("zero pages without data: %d (round 0: %d), want 1", st.Zero, st.Rounds[0].Zero)
+	}
+}
+
+func TestDecodeCPUPolicyRejectsPartialEntries(t *testing.T) {
+	for _, c := range [][2]int{{0, 0}, {25, 16}, {24, 15}} {
+		if _, _, err := decodeCPUPolicy(make([]byte, c[0]), make([]byte, c[1])); err == nil {
+			t.Errorf("cpuid %d bytes, msr %d bytes: accepted", c[0], c[1])
+		}
+	}
+	cp, mp, err := decodeCPUPolicy(make([]byte, 48), make([]byte, 16))
+	if err != nil || len(cp.Leaves) != 2 || len(mp.Entries) != 1 {
+		t.Fatalf("decode: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ type fakeDomain struct {
 	suspendAnywy bool   // ... but the domain suspends anyway
 	mapErrPFN    uint64 // MapPages reports an error for this frame (if mapErr)
 	mapErr       error
+	contiguous   bool // MapPages hands out a contiguousMap, like privcmd
 	resumes      int
 	destroyed    bool
 	maps, unmaps int
@@ -155,8 +156,27 @@ func (f *fakeDomain) MapPages(pfns []uint64) (PageMap, error) {
 		}
 		m.pages[i] = pg
 	}
+	if f.contiguous {
+		c := &fakeContig{fakeMap: m, mem: make([]byte, 0, len(pfns)*PageSize)}
+		for i, pg := range m.pages {
+			if pg == nil {
+				pg = make([]byte, PageSize) // an unmapped hole in a real mapping
+			}
+			c.mem = append(c.mem, pg...)
+			m.pages[i] = c.mem[i*PageSize : (i+1)*PageSize]
+		}
+		return c, nil
+	}
 	return m, nil
 }
+
+// fakeContig is a fakeMap whose pages lie in one slice.
+type fakeContig struct {
+	*fakeMap
+	mem []byte
+}
+
+func (c *fakeContig) Contiguous() []byte { return c.mem }
 
 func (f *fakeDomain) HVMContext() ([]byte, error)         { return f.ctx, nil }
 func (f *fakeDomain) HVMParam(idx uint32) (uint64, error) { return f.params[idx], nil }

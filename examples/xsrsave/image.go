@@ -3,50 +3,34 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 
+	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/libxl"
 	"github.com/xensr/xensr/stream/xl"
 )
 
 var le = binary.LittleEndian
 
-// Record types this program writes. libxc (v3) and libxl (v2) numbers are
-// separate spaces; both frame records the same way: u32 type, u32 body
-// length, body, zero padding to a multiple of 8.
 const (
-	recEnd            = 0
-	recPageData       = 1
-	recX86TSCInfo     = 8
-	recHVMContext     = 9
-	recHVMParams      = 10
-	recStaticDataEnd  = 16
-	recX86CPUIDPolicy = 17
-	recX86MSRPolicy   = 18
+	libxlVersion = 2
+	libxcVersion = 3
+	maxBatch     = 1024 // frames per PAGE_DATA record, as libxc
 )
 
-// Stream constants from the xl, libxl and libxc stream specifications.
-const (
-	libxlVersion         = 2
-	libxcMarker          = ^uint64(0)
-	libxcID              = 0x58454e46 // "XENF"
-	libxcVersion         = 3
-	libxcDomainTypeX86HV = 2
-	pageShift            = 12
-	maxBatch             = 1024 // pages per PAGE_DATA record, as libxc
-)
-
-// imageWriter writes the three nested layers of an xl save image: the xl
-// header (package stream/xl), the libxl stream (package stream/libxl), and,
-// inline in it, the libxc stream. It keeps the first write error and turns
-// every later call into a no-op, so the engine checks err where it matters.
+// imageWriter writes the three nested layers of an xl save image through
+// the project's stream packages: the xl header (stream/xl), the libxl
+// stream (stream/libxl) and, inline in it, the libxc stream
+// (stream/libxc). Everything goes through one bufio.Writer. It keeps the
+// first error and turns every later call into a no-op, so the engine checks
+// err where it matters.
 type imageWriter struct {
 	w   *bufio.Writer
-	n   int64     // bytes handed to w
-	dst io.Writer // where record bytes go: w, then the libxl Writer's libxc pass-through
+	n   int64 // bytes handed to w
 	lx  *libxl.Writer
+	lc  *libxc.Writer
 	err error
-	hdr [32]byte
 }
 
 // countTo counts the bytes an imageWriter hands to its buffer.
@@ -59,16 +43,7 @@ func (c *countTo) Write(p []byte) (int, error) {
 }
 
 func newImageWriter(w io.Writer) *imageWriter {
-	iw := &imageWriter{w: bufio.NewWriterSize(w, 1<<20)}
-	iw.dst = (*countTo)(iw)
-	return iw
-}
-
-func (iw *imageWriter) write(p []byte) {
-	if iw.err != nil {
-		return
-	}
-	_, iw.err = iw.dst.Write(p)
+	return &imageWriter{w: bufio.NewWriterSize(w, 1<<20)}
 }
 
 func (iw *imageWriter) setErr(err error) {
@@ -77,9 +52,8 @@ func (iw *imageWriter) setErr(err error) {
 	}
 }
 
-// xlHeader writes the xl save-file header (package stream/xl) with the
-// domain configuration (JSON, NUL-terminated as xl writes it) as the one
-// optional-data chunk.
+// xlHeader writes the xl save-file header with the domain configuration
+// (JSON, NUL-terminated as xl writes it) as the one optional-data chunk.
 func (iw *imageWriter) xlHeader(config []byte) {
 	h := xl.Header{Mandatory: xl.FlagStreamV2}
 	if len(config) > 0 {
@@ -91,61 +65,41 @@ func (iw *imageWriter) xlHeader(config []byte) {
 		iw.setErr(err)
 		return
 	}
-	iw.write(b)
+	_, err = (*countTo)(iw).Write(b)
+	iw.setErr(err)
 }
 
 // libxlHeader starts the libxl stream (version 2, little endian) with a
-// LIBXC_CONTEXT record: the libxc stream follows inline.
-func (iw *imageWriter) libxlHeader() {
+// LIBXC_CONTEXT record, then the libxc stream's image header (v3) and
+// domain header (x86 HVM) inline.
+func (iw *imageWriter) libxlHeader(xenMajor, xenMinor uint32) {
 	if iw.err != nil {
 		return
 	}
 	iw.lx = libxl.NewWriter((*countTo)(iw), iw.n)
 	iw.setErr(iw.lx.WriteHeader(libxl.Header{Version: libxlVersion}))
 	iw.setErr(iw.lx.WriteRecord(libxl.TypeLibxcContext, nil))
-	iw.dst = iw.lx.Libxc()
+	iw.lc = libxc.NewWriter(iw.lx.Libxc())
+	iw.setErr(iw.lc.WriteHeader(libxc.NewImageHeader(libxcVersion), libxc.DomainHeader{
+		Type: libxc.DomainX86HVM, PageShift: 12, XenMajor: xenMajor, XenMinor: xenMinor,
+	}))
 }
 
-// libxlEnd ends the libxl stream after the libxc stream's END.
-func (iw *imageWriter) libxlEnd() {
-	if iw.err != nil || iw.lx == nil {
+// record writes one libxc record.
+func (iw *imageWriter) record(rec libxc.Record) {
+	if iw.err != nil {
 		return
 	}
+	iw.setErr(iw.lc.WriteRecord(rec))
+}
+
+// end writes the libxc END and the libxl END.
+func (iw *imageWriter) end() {
+	if iw.err != nil {
+		return
+	}
+	iw.setErr(iw.lc.Close())
 	iw.setErr(iw.lx.Close())
-}
-
-// libxcHeaders writes the libxc image header (big-endian) and the domain
-// header (little-endian) of an x86 HVM stream.
-func (iw *imageWriter) libxcHeaders(xenMajor, xenMinor uint32) {
-	var h [40]byte
-	be, le := binary.BigEndian, binary.LittleEndian
-	be.PutUint64(h[0:], libxcMarker)
-	be.PutUint32(h[8:], libxcID)
-	be.PutUint32(h[12:], libxcVersion)
-	// options (u16) and reserved (48 bits) stay zero: little endian.
-	le.PutUint32(h[24:], libxcDomainTypeX86HV)
-	le.PutUint16(h[28:], pageShift)
-	le.PutUint32(h[32:], xenMajor)
-	le.PutUint32(h[36:], xenMinor)
-	iw.write(h[:])
-}
-
-// record writes one record whose body is the concatenation of parts.
-func (iw *imageWriter) record(typ uint32, parts ...[]byte) {
-	var n int
-	for _, p := range parts {
-		n += len(p)
-	}
-	binary.LittleEndian.PutUint32(iw.hdr[0:], typ)
-	binary.LittleEndian.PutUint32(iw.hdr[4:], uint32(n))
-	iw.write(iw.hdr[:8])
-	for _, p := range parts {
-		iw.write(p)
-	}
-	if pad := (8 - n%8) % 8; pad != 0 {
-		clear(iw.hdr[8:16])
-		iw.write(iw.hdr[8 : 8+pad])
-	}
 }
 
 // flush pushes buffered bytes to the underlying writer.
@@ -154,4 +108,24 @@ func (iw *imageWriter) flush() error {
 		iw.err = iw.w.Flush()
 	}
 	return iw.err
+}
+
+// decodeCPUPolicy turns the serialised policy arrays Xen returns
+// (xen_cpuid_leaf_t, 24 bytes; xen_msr_entry_t, 16 bytes) into records.
+func decodeCPUPolicy(cpuid, msr []byte) (*libxc.X86CPUIDPolicy, *libxc.X86MSRPolicy, error) {
+	if len(cpuid) == 0 || len(cpuid)%24 != 0 || len(msr)%16 != 0 {
+		return nil, nil, fmt.Errorf("cpu policy of %d CPUID bytes and %d MSR bytes: not whole entries", len(cpuid), len(msr))
+	}
+	c := &libxc.X86CPUIDPolicy{Leaves: make([]libxc.CPUIDLeaf, len(cpuid)/24)}
+	for i := range c.Leaves {
+		b := cpuid[24*i:]
+		c.Leaves[i] = libxc.CPUIDLeaf{Leaf: le.Uint32(b), Subleaf: le.Uint32(b[4:]),
+			A: le.Uint32(b[8:]), B: le.Uint32(b[12:]), C: le.Uint32(b[16:]), D: le.Uint32(b[20:])}
+	}
+	m := &libxc.X86MSRPolicy{Entries: make([]libxc.MSREntry, len(msr)/16)}
+	for i := range m.Entries {
+		b := msr[16*i:]
+		m.Entries[i] = libxc.MSREntry{Index: le.Uint32(b), Flags: le.Uint32(b[4:]), Value: le.Uint64(b[8:])}
+	}
+	return c, m, nil
 }

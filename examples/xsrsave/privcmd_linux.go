@@ -153,6 +153,9 @@ func (m *foreignMap) Page(i int) ([]byte, error) {
 	return m.mem[i*PageSize : (i+1)*PageSize], nil
 }
 
+// Contiguous returns the whole mapping: page i at offset i*PageSize.
+func (m *foreignMap) Contiguous() []byte { return m.mem }
+
 // Unmap implements PageMap.
 func (m *foreignMap) Unmap() error { return unix.Munmap(m.mem) }
 
