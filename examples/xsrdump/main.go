@@ -2,14 +2,15 @@
 // migration stream (an `xl save` file, a bare libxl stream or a bare libxc
 // stream), verifies it, and re-encodes it through the xensr Writers.
 //
-//	go run ./examples/xsrdump [-v] [-json] [-verify] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-
+//	go run ./examples/xsrdump [-v] [-json] [-verify] [-c] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-
 //
 // It prints one line per header and record with its absolute offset, like
 // Xen's verify-stream-v2 -v, and page statistics (pages, zero pages, PFN
 // range, page types). -verify checks the stream strictly and exits 1 with the
 // error if it is invalid (without -verify the walk is relaxed, for forensic
 // reading). -rewrite writes the re-encoded image to OUT and reports whether
-// it is byte-identical to the input.
+// it is byte-identical to the input. -c declares a checkpointed (Remus/COLO)
+// stream, whose libxc rounds end in CHECKPOINT records.
 package main
 
 import (
@@ -33,6 +34,7 @@ import (
 
 type config struct {
 	verbose, json, verify bool
+	checkpointed          bool
 	rewrite, format       string
 }
 
@@ -43,8 +45,9 @@ func main() {
 	flag.BoolVar(&c.verify, "verify", false, "validate strictly; exit 1 with the error if the stream is invalid")
 	flag.StringVar(&c.rewrite, "rewrite", "", "re-encode the image through the Writers into `OUT`")
 	flag.StringVar(&c.format, "f", "auto", "outermost layer: xl, libxl, libxc or auto")
+	flag.BoolVar(&c.checkpointed, "c", false, "the stream is checkpointed (Remus/COLO): allow libxc CHECKPOINT rounds")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: xsrdump [-v] [-json] [-verify] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: xsrdump [-v] [-json] [-verify] [-c] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -95,7 +98,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	var items []jsonItem
-	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify})
+	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify, Checkpointed: c.checkpointed})
 	var walkErr error
 	for {
 		it, err := w.Next()
@@ -247,7 +250,7 @@ func printItem(w io.Writer, it *image.Item, verbose bool) {
 		fmt.Fprintf(w, "%10d  libxc  image header: version %d, options %#x\n", it.Offset, it.LibxcImage.Version, it.LibxcImage.Options)
 	case it.LibxcDomain != nil:
 		d := it.LibxcDomain
-		fmt.Fprintf(w, "%10d  libxc  domain header: %s, page shift %d, Xen %d.%d\n", it.Offset, image.DomainTypeName(d.Type), d.PageShift, d.XenMajor, d.XenMinor)
+		fmt.Fprintf(w, "%10d  libxc  domain header: %s, page shift %d, Xen %d.%d\n", it.Offset, d.Type, d.PageShift, d.XenMajor, d.XenMinor)
 	case it.Kind == image.KindTrailer:
 		fmt.Fprintf(w, "%10d  after  %s, %d bytes\n", it.Offset, it.Name, it.Size)
 	default:

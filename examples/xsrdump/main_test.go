@@ -53,7 +53,7 @@ func TestVerifyFails(t *testing.T) {
 	if rc := run(config{verify: true, format: "auto"}, in, &stdout, &stderr); rc != 1 {
 		t.Fatalf("rc %d, want 1", rc)
 	}
-	if !strings.Contains(stderr.String(), "offset 2791") || !strings.Contains(stderr.String(), "truncated") {
+	if !strings.Contains(stderr.String(), "offset 2791") || !strings.Contains(stderr.String(), "before the END record") {
 		t.Errorf("stderr %q does not name the truncation", stderr.String())
 	}
 }
@@ -88,5 +88,20 @@ func TestJSON(t *testing.T) {
 	// Forcing the wrong outer format is an invalid stream.
 	if rc := run(config{verify: true, format: "libxc"}, in, &stdout, &stderr); rc != 1 {
 		t.Errorf("forced libxc: rc %d", rc)
+	}
+}
+
+func TestCheckpointed(t *testing.T) {
+	in := fixtureFile(t, "synthetic-pvh-checkpointed.libxl")
+	var stdout, stderr bytes.Buffer
+	if rc := run(config{verify: true, format: "auto"}, in, &stdout, &stderr); rc != 1 {
+		t.Errorf("without -c: rc %d, want 1 (CHECKPOINT in a plain stream)", rc)
+	}
+	stdout.Reset()
+	if rc := run(config{verify: true, checkpointed: true, format: "auto"}, in, &stdout, &stderr); rc != 0 {
+		t.Fatalf("with -c: rc %d: %s", rc, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "checkpoints 2") {
+		t.Errorf("output lacks the two checkpoints:\n%s", stdout.String())
 	}
 }

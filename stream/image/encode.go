@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/libxl"
 	"github.com/xensr/xensr/stream/xl"
 )
@@ -20,7 +20,8 @@ type Encoder struct {
 	out io.Writer // where the next layer writes: w, the xl payload, or libxl.Writer.Libxc
 	xw  *xl.Writer
 	lw  *libxl.Writer
-	cw  *stream.Writer
+	cw  *libxc.Writer
+	img *libxc.ImageHeader
 	off int64
 }
 
@@ -39,15 +40,15 @@ func (e *Encoder) Encode(it *Item) error {
 		e.lw = libxl.NewWriter(e.out, e.off)
 		return e.lw.WriteHeader(*it.Libxl)
 	case it.LibxcImage != nil:
-		b, _ := it.LibxcImage.AppendBinary(nil)
-		return e.raw(b)
-	case it.LibxcDomain != nil:
-		b, _ := it.LibxcDomain.AppendBinary(nil)
-		if err := e.raw(b); err != nil {
-			return err
-		}
-		e.cw = stream.NewWriter(e.xcOut(), 0)
+		h := *it.LibxcImage
+		e.img = &h
 		return nil
+	case it.LibxcDomain != nil:
+		if e.img == nil {
+			return errors.New("image: libxc domain header without the image header")
+		}
+		e.cw = libxc.NewWriter(e.xcOut())
+		return e.cw.WriteHeader(*e.img, *it.LibxcDomain)
 	case it.Kind == KindTrailer:
 		if len(it.Body) != int(it.Size) {
 			return fmt.Errorf("image: trailer of %d bytes longer than the %d kept", it.Size, len(it.Body))
@@ -63,7 +64,10 @@ func (e *Encoder) Encode(it *Item) error {
 		if e.cw == nil {
 			return errors.New("image: libxc record before the libxc headers")
 		}
-		return e.cw.WriteRecord(it.Type, it.Body)
+		if it.Libxc != nil {
+			return e.cw.WriteRecord(it.Libxc)
+		}
+		return e.cw.WriteRecord(&libxc.Raw{RecType: libxc.RecordType(it.Type), Body: it.Body})
 	}
 	return fmt.Errorf("image: cannot encode item %q", it.Name)
 }
@@ -73,11 +77,6 @@ func (e *Encoder) xcOut() io.Writer {
 		return e.lw.Libxc()
 	}
 	return e.out
-}
-
-func (e *Encoder) raw(b []byte) error {
-	_, err := e.xcOut().Write(b)
-	return err
 }
 
 // Rewrite walks r and re-encodes every item to w, returning the summary.

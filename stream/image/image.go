@@ -16,6 +16,7 @@ import (
 	"io"
 
 	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/libxl"
 	"github.com/xensr/xensr/stream/xl"
 )
@@ -112,15 +113,17 @@ type Item struct {
 
 	XL          *xl.Header
 	Libxl       *libxl.Header
-	LibxcImage  *LibxcImageHeader
-	LibxcDomain *LibxcDomainHeader
-	Pages       *PageStats // PAGE_DATA records
+	LibxcImage  *libxc.ImageHeader
+	LibxcDomain *libxc.DomainHeader
+	Libxc       libxc.Record // the decoded libxc record (KindRecord in layer "libxc")
+	Pages       *PageStats   // PAGE_DATA records
 }
 
 // Options tune a Walker.
 type Options struct {
 	Format        Format // FormatAuto detects
-	Relaxed       bool   // forensic reading: see libxl.Options.Relaxed
+	Relaxed       bool   // forensic reading: see libxl.Options.Relaxed and libxc.Reader.Relaxed
+	Checkpointed  bool   // a checkpointed (Remus/COLO) stream: libxc CHECKPOINT records allowed
 	MaxRecordSize int    // zero: stream.DefaultMaxRecordSize
 }
 
@@ -171,14 +174,12 @@ type Walker struct {
 	xlh   xl.Header
 	lr    *libxl.Reader
 	lh    libxl.Header
-	xr    *stream.Reader
-	xcIdx int
-	xcHdr LibxcImageHeader
-	xcDom LibxcDomainHeader
+	xr    *libxc.Reader
+	xcHdr libxc.ImageHeader
+	xcDom libxc.DomainHeader
 	round int
-	sde   int  // STATIC_DATA_END records seen
 	fresh bool // a LIBXC_CONTEXT was just read: libxc headers follow
-	buf   [LibxcImageHeaderSize]byte
+	pages PageStats
 	tbuf  []byte
 	item  Item
 	sum   Summary
@@ -279,7 +280,7 @@ func (w *Walker) next() (*Item, error) {
 					w.fresh = false
 					w.st = stXCImage
 				} else {
-					w.xr = w.framer(w.off)
+					w.xr.SetOffset(w.off)
 					w.st = stXC
 				}
 				continue
@@ -339,103 +340,51 @@ func (w *Walker) start() error {
 	return nil
 }
 
-func (w *Walker) framer(off int64) *stream.Reader {
-	fr := stream.NewReader(w.r, "libxc", off)
-	fr.MaxRecordSize = w.opt.MaxRecordSize
-	fr.AllowNonZeroPadding = w.opt.Relaxed
-	return fr
-}
-
-func (w *Walker) xcErr(off int64, index int, typ uint32, field string, err error) error {
-	return &stream.FormatError{Layer: "libxc", Offset: off, Index: index, Type: typ, Field: field, Err: err}
-}
-
-func (w *Walker) readHeader(n int) error {
-	m, err := io.ReadFull(w.r, w.buf[:n])
-	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return w.xcErr(w.off+int64(m), -1, 0, "header", stream.ErrTruncated)
-		}
-		return err
-	}
-	return nil
-}
-
 func (w *Walker) libxcImage() (*Item, error) {
-	if err := w.readHeader(LibxcImageHeaderSize); err != nil {
+	w.xr = libxc.NewReaderAt(w.r, w.off)
+	w.xr.Relaxed = w.opt.Relaxed
+	w.xr.Checkpointed = w.opt.Checkpointed
+	if w.opt.MaxRecordSize > 0 {
+		w.xr.SetMaxRecordSize(w.opt.MaxRecordSize)
+	}
+	img, dom, err := w.xr.Header()
+	if err != nil {
 		return nil, err
 	}
-	h := parseLibxcImageHeader(w.buf[:])
-	strict := !w.opt.Relaxed
-	switch {
-	case h.Marker != ^uint64(0):
-		return nil, w.xcErr(w.off, -1, 0, "marker", stream.ErrValue)
-	case h.ID != libxcIdent:
-		return nil, w.xcErr(w.off+8, -1, 0, "id", stream.ErrValue)
-	case h.Version != 2 && h.Version != 3:
-		return nil, w.xcErr(w.off+12, -1, 0, "version", stream.ErrValue)
-	case h.Options&1 != 0:
-		return nil, w.xcErr(w.off+16, -1, 0, "options", errors.New("big-endian libxc stream not supported"))
-	case strict && (h.Options&^1 != 0 || h.Reserved != [6]byte{}):
-		return nil, w.xcErr(w.off+16, -1, 0, "options", stream.ErrReserved)
-	}
-	w.xcHdr = h
-	w.sum.LibxcVersion = h.Version
-	it := w.newItem("libxc", KindHeader, "libxc image header", w.off, LibxcImageHeaderSize)
+	w.xcHdr, w.xcDom = img, dom
+	w.sum.LibxcVersion = img.Version
+	w.sum.DomainType = dom.Type.String()
+	w.sum.XenVersion = fmt.Sprintf("%d.%d", dom.XenMajor, dom.XenMinor)
+	it := w.newItem(libxc.Layer, KindHeader, "libxc image header", w.off, libxc.ImageHeaderSize)
 	it.LibxcImage = &w.xcHdr
-	w.off += LibxcImageHeaderSize
+	w.off += libxc.ImageHeaderSize
 	w.st = stXCDomain
 	return it, nil
 }
 
 func (w *Walker) libxcDomain() (*Item, error) {
-	if err := w.readHeader(LibxcDomainHeaderSize); err != nil {
-		return nil, err
-	}
-	h := parseLibxcDomainHeader(w.buf[:])
-	if !w.opt.Relaxed {
-		switch {
-		case h.Type != 1 && h.Type != 2:
-			return nil, w.xcErr(w.off, -1, 0, "type", stream.ErrValue)
-		case h.PageShift != 12:
-			return nil, w.xcErr(w.off+4, -1, 0, "page_shift", stream.ErrValue)
-		case h.Reserved != 0:
-			return nil, w.xcErr(w.off+6, -1, 0, "reserved", stream.ErrReserved)
-		}
-	}
-	w.xcDom = h
-	w.sum.DomainType = DomainTypeName(h.Type)
-	w.sum.XenVersion = fmt.Sprintf("%d.%d", h.XenMajor, h.XenMinor)
-	it := w.newItem("libxc", KindHeader, "libxc domain header", w.off, LibxcDomainHeaderSize)
+	it := w.newItem(libxc.Layer, KindHeader, "libxc domain header", w.off, libxc.DomainHeaderSize)
 	it.LibxcDomain = &w.xcDom
-	w.off += LibxcDomainHeaderSize
-	w.xr = w.framer(w.off)
+	w.off += libxc.DomainHeaderSize
 	w.st = stXC
 	return it, nil
 }
 
 func (w *Walker) libxcRecord() (*Item, error) {
 	rec, err := w.xr.Next()
-	if err == io.EOF {
-		return nil, w.xcErr(w.xr.Offset(), w.xcIdx, 0, "END", stream.ErrTruncated)
-	}
 	if err != nil {
-		var fe *stream.FormatError
-		if errors.As(err, &fe) {
-			fe.Index = w.xcIdx
-		}
 		return nil, err
 	}
-	idx := w.xcIdx
-	w.xcIdx++
-	it := w.newItem("libxc", KindRecord, LibxcTypeName(rec.Type), rec.Offset, int64(rec.PaddedSize()))
-	it.Type, it.Index, it.Body = rec.Type, idx, rec.Body
-	w.off = rec.Offset + it.Size
-	if err := w.checkLibxc(it); err != nil {
-		return nil, err
-	}
-	switch rec.Type {
-	case LibxcEnd:
+	cur := w.xr.Current()
+	it := w.newItem(libxc.Layer, KindRecord, libxc.RecordType(cur.Type).String(), cur.Offset, int64(cur.PaddedSize()))
+	it.Type, it.Index, it.Body, it.Libxc = cur.Type, cur.Index, cur.Body, rec
+	w.off = cur.Offset + it.Size
+	switch r := rec.(type) {
+	case *libxc.PageData:
+		w.pages = pageStats(r)
+		w.sum.Pages.add(&w.pages)
+		it.Pages = &w.pages
+	case *libxc.End:
 		if w.lr != nil {
 			if err := w.lr.Resume(w.off, false); err != nil {
 				return nil, err
@@ -444,7 +393,7 @@ func (w *Walker) libxcRecord() (*Item, error) {
 		} else {
 			w.st = stTrailer
 		}
-	case LibxcCheckpoint:
+	case *libxc.Checkpoint:
 		w.sum.Checkpoints++
 		w.round++
 		if w.lr != nil {
@@ -455,41 +404,6 @@ func (w *Walker) libxcRecord() (*Item, error) {
 		}
 	}
 	return it, nil
-}
-
-func (w *Walker) checkLibxc(it *Item) error {
-	strict := !w.opt.Relaxed
-	e := func(field string, err error) error { return w.xcErr(it.Offset, it.Index, it.Type, field, err) }
-	switch t := it.Type; {
-	case t == LibxcEnd || t == LibxcCheckpoint:
-		if len(it.Body) != 0 {
-			return e("length", stream.ErrLength)
-		}
-	case t == LibxcPageData:
-		st, field, err := pageData(it.Body, strict)
-		if err != nil {
-			return e(field, err)
-		}
-		w.sum.Pages.add(&st)
-		it.Pages = &st
-	case t >= 0x10 && t <= 0x12:
-		if strict && w.xcHdr.Version < 3 {
-			return e("type", fmt.Errorf("%w: %s in a v2 stream", stream.ErrValue, LibxcTypeName(t)))
-		}
-		if t == 0x10 {
-			w.sde++
-			if strict && (w.sde > 1 || len(it.Body) != 0) {
-				return e("", stream.ErrOrder)
-			}
-		}
-	case int(t) < len(libxcNames):
-	case t&libxcOptional != 0:
-	default:
-		if strict {
-			return e("type", stream.ErrUnknownType)
-		}
-	}
-	return nil
 }
 
 func (w *Walker) trailer() (*Item, error) {

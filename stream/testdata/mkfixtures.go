@@ -22,6 +22,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/xensr/xensr/stream/image"
+	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/libxl"
 )
 
@@ -42,6 +43,7 @@ func load(path string) ([]item, error) {
 	_, err = image.Walk(bufio.NewReaderSize(fd, 1<<20), image.Options{Relaxed: true}, func(it *image.Item) error {
 		c := *it
 		c.Body = append([]byte(nil), it.Body...)
+		c.Libxc = nil // re-encoded from Type and Body
 		if it.XL != nil {
 			h := *it.XL
 			c.XL = &h
@@ -122,7 +124,7 @@ func checkpointed(items []item) []byte {
 			hdrs = append(hdrs, x)
 		case x.it.Layer == "libxc" && x.it.Kind == image.KindRecord:
 			switch {
-			case x.it.Type == image.LibxcEnd:
+			case x.it.Type == uint32(libxc.TypeEnd):
 			case x.it.Pages != nil:
 				pages = append(pages, x)
 			case x.it.Type >= 0x10: // CPUID/MSR policy, STATIC_DATA_END
@@ -142,10 +144,10 @@ func checkpointed(items []item) []byte {
 		s = append(s, pages[round])
 		s = append(s, tail...)
 		if round < 2 {
-			s = append(s, rec("libxc", image.LibxcCheckpoint, nil), rec("libxl", uint32(libxl.TypeCheckpointEnd), nil))
+			s = append(s, rec("libxc", uint32(libxc.TypeCheckpoint), nil), rec("libxl", uint32(libxl.TypeCheckpointEnd), nil))
 		}
 	}
-	s = append(s, rec("libxc", image.LibxcEnd, nil), rec("libxl", uint32(libxl.TypeEnd), nil))
+	s = append(s, rec("libxc", uint32(libxc.TypeEnd), nil), rec("libxl", uint32(libxl.TypeEnd), nil))
 	return encode(s)
 }
 
