@@ -14,10 +14,11 @@
 //
 // The Reader never reads ahead. After it returns a LIBXC_CONTEXT record (or
 // a CHECKPOINT_END that resumes a paused libxc stream), InLibxc reports true
-// and the caller reads the libxc stream from Underlying, starting at Offset,
-// then calls Resume with the offset where the libxc data stopped and whether
-// it stopped at END or at a CHECKPOINT. Package stream/image does this for
-// whole images.
+// and Libxc returns a *libxc.Reader on the same io.Reader at the right
+// offset; once that reader has returned its END (or a CHECKPOINT), Next takes
+// the stream back. Callers that read the libxc data some other way use
+// Underlying and Offset, then call Resume. Package stream/image walks whole
+// images this way.
 package libxl
 
 import (

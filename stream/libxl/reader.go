@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxc"
 )
 
 // Errors specific to the libxl layer, wrapped in *stream.FormatError.
@@ -13,7 +14,7 @@ var (
 	// ErrIdent reports a header that does not start with "LibxlFmt".
 	ErrIdent = errors.New("not a libxl stream (bad ident)")
 	// ErrLibxcPending reports a call to Next while the inline libxc stream
-	// has not been consumed (see InLibxc and Resume).
+	// has not been consumed (see InLibxc, Libxc and Resume).
 	ErrLibxcPending = errors.New("libxc stream pending: read it and call Resume")
 )
 
@@ -26,6 +27,9 @@ type Options struct {
 	Relaxed bool
 	// MaxRecordSize caps a record body; zero means stream.DefaultMaxRecordSize.
 	MaxRecordSize int
+	// Checkpointed declares a checkpointed (Remus/COLO) stream to the
+	// libxc.Reader that Libxc returns.
+	Checkpointed bool
 }
 
 // phase of the reader's state machine.
@@ -52,6 +56,11 @@ type Reader struct {
 	libxcs int // LIBXC_CONTEXT records seen
 	rounds int // libxc CHECKPOINTs seen
 	states int // CHECKPOINT_STATE records seen
+
+	xc      *libxc.Reader // from Libxc
+	xcFresh bool          // a LIBXC_CONTEXT was read: a new libxc stream starts
+	xcOut   bool          // the current libxc segment was handed out by Libxc
+	xcStart int64         // where the current libxc segment starts
 }
 
 // NewReader returns a Reader of the libxl stream at the start of r.
@@ -85,6 +94,48 @@ func (r *Reader) InLibxc() bool { return r.phase == phaseInXC }
 // Checkpoints returns how many times the libxc stream paused at a CHECKPOINT.
 func (r *Reader) Checkpoints() int { return r.rounds }
 
+// Libxc returns the libxc.Reader of the inline libxc stream while InLibxc is
+// true, and nil otherwise. It is the same Reader for every round of a
+// checkpointed stream. Read records from it until it returns *libxc.End or
+// *libxc.Checkpoint; the next call to Next then takes the stream back by
+// itself (Resume is only for callers that read the libxc data some other way).
+func (r *Reader) Libxc() *libxc.Reader {
+	if r.phase != phaseInXC {
+		return nil
+	}
+	if r.xcOut {
+		return r.xc
+	}
+	off := r.fr.Offset()
+	if r.xc == nil || r.xcFresh {
+		r.xc = libxc.NewReaderAt(r.r, off)
+		r.xc.Relaxed = r.opt.Relaxed
+		r.xc.Checkpointed = r.opt.Checkpointed
+		if r.opt.MaxRecordSize > 0 {
+			r.xc.SetMaxRecordSize(r.opt.MaxRecordSize)
+		}
+	} else {
+		r.xc.SetOffset(off)
+	}
+	r.xcFresh, r.xcOut, r.xcStart = false, true, off
+	return r.xc
+}
+
+// takeBack resumes after a libxc segment read through Libxc, if it ended.
+func (r *Reader) takeBack() {
+	if r.phase != phaseInXC || !r.xcOut {
+		return
+	}
+	if r.xc.Ended() {
+		r.Resume(r.xc.Offset(), false)
+		return
+	}
+	cur := r.xc.Current()
+	if cur.Offset >= r.xcStart && cur.Type == uint32(libxc.TypeCheckpoint) && cur.Offset+int64(cur.PaddedSize()) == r.xc.Offset() {
+		r.Resume(r.xc.Offset(), true)
+	}
+}
+
 // Resume hands the stream back to the Reader after the caller read libxc data
 // from Underlying: off is the absolute offset just after the last libxc
 // record, and checkpoint tells whether that record was a libxc CHECKPOINT
@@ -98,6 +149,7 @@ func (r *Reader) Resume(off int64, checkpoint bool) error {
 		return errors.New("libxl: Resume offset before the libxc stream")
 	}
 	r.fr = r.framer(off)
+	r.xcOut = false
 	if checkpoint {
 		r.phase = phaseCheckpoint
 		r.rounds++
@@ -172,6 +224,7 @@ func (r *Reader) Next() (Record, error) {
 			return Record{}, err
 		}
 	}
+	r.takeBack()
 	switch r.phase {
 	case phaseDone:
 		return Record{}, io.EOF
@@ -209,6 +262,7 @@ func (r *Reader) advance(rec Record) {
 	case TypeLibxcContext:
 		r.libxcs++
 		r.phase = phaseInXC
+		r.xcFresh = true
 	case TypeCheckpointEnd:
 		if r.phase == phaseCheckpoint {
 			r.phase = phaseInXC
