@@ -1,0 +1,597 @@
+package xenstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrClosed reports a request on a closed or broken connection. The cause
+// of a broken connection is wrapped too.
+var ErrClosed = errors.New("xenstore: connection closed")
+
+// A Dialer opens a connection to the daemon.
+type Dialer func(ctx context.Context) (io.ReadWriteCloser, error)
+
+type reply struct {
+	msg Message
+	err error
+}
+
+// A Client is one connection to xenstored, safe for concurrent use:
+// requests from many goroutines are pipelined on it and matched to their
+// replies by request id; watch events are delivered on channels.
+//
+// The path operations (Read, Write, ...) are methods of the embedded
+// handle, shared with Tx.
+type Client struct {
+	handle
+	dial Dialer
+
+	wmu  sync.Mutex // serialises writes of whole messages
+	conn io.ReadWriteCloser
+
+	mu      sync.Mutex
+	pending map[uint32]chan reply
+	nextID  uint32
+	watches map[string]*Watch // by token
+	broken  error
+	done    chan struct{}
+
+	// transaction gate for Quiesce/Resume
+	txMu      sync.Mutex
+	txCond    *sync.Cond
+	openTx    int
+	quiesced  bool
+	nextToken uint64
+}
+
+// NewClient returns a Client speaking over conn. It cannot Reconnect.
+func NewClient(conn io.ReadWriteCloser) *Client {
+	c := &Client{}
+	c.handle = handle{c: c}
+	c.txCond = sync.NewCond(&c.txMu)
+	c.watches = map[string]*Watch{}
+	c.start(conn)
+	return c
+}
+
+// DialWith connects with dial and keeps it for Reconnect.
+func DialWith(ctx context.Context, dial Dialer) (*Client, error) {
+	conn, err := dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := NewClient(conn)
+	c.dial = dial
+	return c, nil
+}
+
+func (c *Client) start(conn io.ReadWriteCloser) {
+	c.conn = conn
+	c.pending = map[uint32]chan reply{}
+	c.broken = nil
+	c.done = make(chan struct{})
+	go c.readLoop(conn, c.done)
+}
+
+// Close closes the connection; pending and later requests fail with ErrClosed.
+func (c *Client) Close() error {
+	c.fail(ErrClosed)
+	return nil
+}
+
+// Err returns why the connection broke, or nil while it works.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.broken != nil {
+		c.mu.Unlock()
+		return
+	}
+	if !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	c.broken = err
+	pend := c.pending
+	c.pending = map[uint32]chan reply{}
+	watches := c.watches
+	conn := c.conn
+	c.mu.Unlock()
+	conn.Close()
+	for _, ch := range pend {
+		ch <- reply{err: err}
+	}
+	for _, w := range watches {
+		w.close(err)
+	}
+}
+
+func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
+	defer close(done)
+	var buf []byte
+	for {
+		msg, b, err := ReadMessage(conn, buf)
+		buf = b
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if msg.Op == OpWatchEvent {
+			c.deliverWatch(msg.Payload)
+			continue
+		}
+		c.mu.Lock()
+		ch := c.pending[msg.ReqID]
+		delete(c.pending, msg.ReqID)
+		c.mu.Unlock()
+		if ch == nil {
+			continue // the caller gave up (context); drop the reply
+		}
+		ch <- reply{msg: Message{msg.Header, append([]byte(nil), msg.Payload...)}}
+	}
+}
+
+// request sends one message and waits for its reply.
+func (c *Client) request(ctx context.Context, tx uint32, op Op, path string, payload []byte) ([]byte, error) {
+	if len(payload) > PayloadMax {
+		return nil, &Error{Op: op, Path: path, Errno: syscall.E2BIG, Name: "E2BIG"}
+	}
+	ch := make(chan reply, 1)
+	c.mu.Lock()
+	if c.broken != nil {
+		err := c.broken
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.nextID++
+	id := c.nextID
+	c.pending[id] = ch
+	conn := c.conn
+	c.mu.Unlock()
+
+	msg := AppendMessage(make([]byte, 0, HeaderSize+len(payload)), Message{Header{op, id, tx, 0}, payload})
+	c.wmu.Lock()
+	_, err := conn.Write(msg)
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		if r.msg.Op == OpError {
+			return nil, errorFromReply(op, path, r.msg.Payload)
+		}
+		if r.msg.Op != op {
+			return nil, fmt.Errorf("%w: %v reply to %v", ErrProtocol, r.msg.Op, op)
+		}
+		return r.msg.Payload, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// Reconnect replaces a broken connection with a new one from the Dialer the
+// Client was made with. Watches of the old connection have been closed (their
+// Err says why); register them again.
+func (c *Client) Reconnect(ctx context.Context) error {
+	if c.dial == nil {
+		return errors.New("xenstore: client has no dialer (made by NewClient)")
+	}
+	c.fail(ErrClosed)
+	<-c.done
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.watches = map[string]*Watch{}
+	c.start(conn)
+	c.mu.Unlock()
+	return nil
+}
+
+// handle carries the path operations of a Client (tx 0) or a transaction.
+type handle struct {
+	c  *Client
+	tx uint32
+}
+
+func checkPath(op Op, path string) error {
+	max := RelPathMax
+	if strings.HasPrefix(path, "/") {
+		max = AbsPathMax
+	}
+	if path == "" || len(path) > max {
+		return &Error{Op: op, Path: path, Errno: syscall.EINVAL, Name: "EINVAL"}
+	}
+	return nil
+}
+
+func nul(parts ...string) []byte {
+	var b []byte
+	for _, p := range parts {
+		b = append(append(b, p...), 0)
+	}
+	return b
+}
+
+func (h handle) pathOp(ctx context.Context, op Op, path string, payload []byte) ([]byte, error) {
+	if err := checkPath(op, path); err != nil {
+		return nil, err
+	}
+	return h.c.request(ctx, h.tx, op, path, payload)
+}
+
+// Read returns the value of the node at path.
+func (h handle) Read(ctx context.Context, path string) ([]byte, error) {
+	return h.pathOp(ctx, OpRead, path, nul(path))
+}
+
+// Write sets the value of the node at path, creating it and its parents.
+func (h handle) Write(ctx context.Context, path string, value []byte) error {
+	_, err := h.pathOp(ctx, OpWrite, path, append(append([]byte(path), 0), value...))
+	return err
+}
+
+// Mkdir creates the node at path (and its parents) with an empty value.
+func (h handle) Mkdir(ctx context.Context, path string) error {
+	_, err := h.pathOp(ctx, OpMkdir, path, nul(path))
+	return err
+}
+
+// Rm removes the node at path and everything below it.
+func (h handle) Rm(ctx context.Context, path string) error {
+	_, err := h.pathOp(ctx, OpRm, path, nul(path))
+	return err
+}
+
+// Directory lists the names of the children of path. When the list is too
+// long for one reply it is fetched in parts with DIRECTORY_PART.
+func (h handle) Directory(ctx context.Context, path string) ([]string, error) {
+	b, err := h.pathOp(ctx, OpDirectory, path, nul(path))
+	if err == nil {
+		return splitNul(b), nil
+	}
+	if !errors.Is(err, syscall.E2BIG) {
+		return nil, err
+	}
+	return h.directoryParts(ctx, path)
+}
+
+// directoryParts reads a long directory with DIRECTORY_PART: each reply is
+// the generation count followed by names from the offset; an empty name ends
+// the list. A changed generation means the directory changed: start again.
+func (h handle) directoryParts(ctx context.Context, path string) ([]string, error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		var names []string
+		gen, off := "", 0
+		for {
+			b, err := h.pathOp(ctx, OpDirectoryPart, path, nul(path, strconv.Itoa(off)))
+			if err != nil {
+				return nil, err
+			}
+			parts := splitNul(b)
+			if len(parts) == 0 {
+				return nil, fmt.Errorf("%w: empty DIRECTORY_PART reply", ErrProtocol)
+			}
+			if gen == "" {
+				gen = parts[0]
+			} else if parts[0] != gen {
+				break // changed under us
+			}
+			finished := len(b) >= 2 && b[len(b)-1] == 0 && b[len(b)-2] == 0
+			for _, n := range parts[1:] {
+				if n == "" {
+					finished = true
+					break
+				}
+				names = append(names, n)
+				off += len(n) + 1
+			}
+			if finished {
+				return names, nil
+			}
+		}
+	}
+	return nil, &Error{Op: OpDirectoryPart, Path: path, Errno: syscall.EAGAIN, Name: "EAGAIN"}
+}
+
+// GetPerms returns the permissions of the node at path.
+func (h handle) GetPerms(ctx context.Context, path string) ([]Perm, error) {
+	b, err := h.pathOp(ctx, OpGetPerms, path, nul(path))
+	if err != nil {
+		return nil, err
+	}
+	var perms []Perm
+	for _, s := range splitNul(b) {
+		p, err := ParsePerm(s)
+		if err != nil {
+			return nil, err
+		}
+		perms = append(perms, p)
+	}
+	return perms, nil
+}
+
+// SetPerms sets the permissions of the node at path; the first entry is the
+// owner and the default access.
+func (h handle) SetPerms(ctx context.Context, path string, perms []Perm) error {
+	parts := []string{path}
+	for _, p := range perms {
+		parts = append(parts, p.String())
+	}
+	_, err := h.pathOp(ctx, OpSetPerms, path, nul(parts...))
+	return err
+}
+
+// Exists reports whether the node at path exists.
+func (h handle) Exists(ctx context.Context, path string) (bool, error) {
+	_, err := h.Read(ctx, path)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, syscall.ENOENT) {
+		return false, nil
+	}
+	return false, err
+}
+
+func (c *Client) simple(ctx context.Context, op Op, args ...string) ([]byte, error) {
+	return c.request(ctx, 0, op, "", nul(args...))
+}
+
+func did(d uint32) string { return strconv.FormatUint(uint64(d), 10) }
+
+// GetDomainPath returns the home path of a domain, e.g. /local/domain/3.
+func (c *Client) GetDomainPath(ctx context.Context, domid uint32) (string, error) {
+	b, err := c.simple(ctx, OpGetDomainPath, did(domid))
+	return string(trimNul(b)), err
+}
+
+// IsDomainIntroduced reports whether the daemon knows the domain.
+func (c *Client) IsDomainIntroduced(ctx context.Context, domid uint32) (bool, error) {
+	b, err := c.simple(ctx, OpIsDomainIntroduced, did(domid))
+	return string(trimNul(b)) == "T", err
+}
+
+// Introduce tells the daemon about a new domain's xenstore ring page (its
+// guest frame) and event channel.
+func (c *Client) Introduce(ctx context.Context, domid uint32, gfn uint64, evtchn uint32) error {
+	_, err := c.simple(ctx, OpIntroduce, did(domid), strconv.FormatUint(gfn, 10), did(evtchn))
+	return err
+}
+
+// Release tells the daemon that a domain is gone.
+func (c *Client) Release(ctx context.Context, domid uint32) error {
+	_, err := c.simple(ctx, OpRelease, did(domid))
+	return err
+}
+
+// ResumeDomain sends RESUME: it clears the shutdown flag of a domain after a
+// failed suspend, so the daemon serves it again.
+func (c *Client) ResumeDomain(ctx context.Context, domid uint32) error {
+	_, err := c.simple(ctx, OpResume, did(domid))
+	return err
+}
+
+// SetTarget gives domain domid the privileges of a device model over target.
+func (c *Client) SetTarget(ctx context.Context, domid, target uint32) error {
+	_, err := c.simple(ctx, OpSetTarget, did(domid), did(target))
+	return err
+}
+
+// ResetWatches removes every watch of this connection in the daemon.
+func (c *Client) ResetWatches(ctx context.Context) error {
+	_, err := c.simple(ctx, OpResetWatches, "")
+	return err
+}
+
+// Control sends a CONTROL command (e.g. "log", "memreport", "quota") and
+// returns the daemon's textual answer.
+func (c *Client) Control(ctx context.Context, cmd string, args ...string) (string, error) {
+	b, err := c.simple(ctx, OpControl, append([]string{cmd}, args...)...)
+	return string(trimNul(b)), err
+}
+
+// GetFeature returns the feature bits of a domain's connection (daemons
+// without the operation answer ENOSYS or EINVAL).
+func (c *Client) GetFeature(ctx context.Context, domid uint32) (uint32, error) {
+	b, err := c.simple(ctx, OpGetFeature, did(domid))
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(string(trimNul(b)), 10, 32)
+	return uint32(v), err
+}
+
+// SetFeature sets the feature bits of a domain's connection.
+func (c *Client) SetFeature(ctx context.Context, domid, features uint32) error {
+	_, err := c.simple(ctx, OpSetFeature, did(domid), did(features))
+	return err
+}
+
+// GetQuota returns a named quota, for a domain or (domid < 0) the global one.
+func (c *Client) GetQuota(ctx context.Context, domid int, name string) (uint32, error) {
+	args := []string{name}
+	if domid >= 0 {
+		args = []string{strconv.Itoa(domid), name}
+	}
+	b, err := c.simple(ctx, OpGetQuota, args...)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(string(trimNul(b)), 10, 32)
+	return uint32(v), err
+}
+
+// SetQuota sets a named quota, for a domain or (domid < 0) the global one.
+func (c *Client) SetQuota(ctx context.Context, domid int, name string, value uint32) error {
+	args := []string{name, did(value)}
+	if domid >= 0 {
+		args = []string{strconv.Itoa(domid), name, did(value)}
+	}
+	_, err := c.simple(ctx, OpSetQuota, args...)
+	return err
+}
+
+// A Tx is an open transaction. Its path operations see the transaction's
+// view; Commit or Abort ends it.
+type Tx struct {
+	handle
+	ended bool
+}
+
+// TransactionStart opens a transaction. It waits while the Client is
+// quiesced.
+func (c *Client) TransactionStart(ctx context.Context) (*Tx, error) {
+	if err := c.enterTx(ctx); err != nil {
+		return nil, err
+	}
+	b, err := c.request(ctx, 0, OpTransactionStart, "", nul(""))
+	if err != nil {
+		c.leaveTx()
+		return nil, err
+	}
+	id, err := strconv.ParseUint(string(trimNul(b)), 10, 32)
+	if err != nil {
+		c.leaveTx()
+		return nil, fmt.Errorf("%w: transaction id %q", ErrProtocol, b)
+	}
+	return &Tx{handle: handle{c: c, tx: uint32(id)}}, nil
+}
+
+// ID returns the daemon's transaction id.
+func (t *Tx) ID() uint32 { return t.tx }
+
+func (t *Tx) end(ctx context.Context, commit string) error {
+	if t.ended {
+		return errors.New("xenstore: transaction already ended")
+	}
+	t.ended = true
+	defer t.c.leaveTx()
+	_, err := t.c.request(ctx, t.tx, OpTransactionEnd, "", nul(commit))
+	return err
+}
+
+// Commit ends the transaction, applying its changes; an error matching
+// syscall.EAGAIN means another change conflicted and nothing was applied.
+func (t *Tx) Commit(ctx context.Context) error { return t.end(ctx, "T") }
+
+// Abort ends the transaction, discarding its changes.
+func (t *Tx) Abort(ctx context.Context) error { return t.end(ctx, "F") }
+
+// TxRetries bounds how often Transaction retries a conflicting transaction.
+const TxRetries = 32
+
+// Transaction runs fn in a transaction and commits it, retrying the whole of
+// fn (with backoff, at most TxRetries times) while the commit reports
+// EAGAIN. An error from fn aborts the transaction and is returned.
+func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
+	backoff := time.Millisecond
+	for attempt := 0; ; attempt++ {
+		tx, err := c.TransactionStart(ctx)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.Abort(context.WithoutCancel(ctx))
+			return err
+		}
+		err = tx.Commit(ctx)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || attempt+1 >= TxRetries {
+			return err
+		}
+		d := backoff/2 + rand.N(backoff)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+func (c *Client) enterTx(ctx context.Context) error {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	if c.quiesced {
+		stop := context.AfterFunc(ctx, func() {
+			c.txMu.Lock()
+			c.txCond.Broadcast()
+			c.txMu.Unlock()
+		})
+		defer stop()
+		for c.quiesced && ctx.Err() == nil {
+			c.txCond.Wait()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	c.openTx++
+	return nil
+}
+
+func (c *Client) leaveTx() {
+	c.txMu.Lock()
+	c.openTx--
+	c.txCond.Broadcast()
+	c.txMu.Unlock()
+}
+
+// Quiesce stops new transactions from starting and waits until the open ones
+// have ended, so that no caller holds a transaction across a suspend (the
+// hang of FreeBSD EN-17:05). It returns ctx's error if they do not end in
+// time; the Client stays quiesced until Resume either way.
+func (c *Client) Quiesce(ctx context.Context) error {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	c.quiesced = true
+	stop := context.AfterFunc(ctx, func() {
+		c.txMu.Lock()
+		c.txCond.Broadcast()
+		c.txMu.Unlock()
+	})
+	defer stop()
+	for c.openTx > 0 && ctx.Err() == nil {
+		c.txCond.Wait()
+	}
+	if c.openTx > 0 {
+		return fmt.Errorf("xenstore: quiesce: %d transactions still open: %w", c.openTx, ctx.Err())
+	}
+	return nil
+}
+
+// Resume lets transactions start again after Quiesce.
+func (c *Client) Resume() {
+	c.txMu.Lock()
+	c.quiesced = false
+	c.txCond.Broadcast()
+	c.txMu.Unlock()
+}
+
+// OpenTransactions returns the number of transactions open on this Client.
+func (c *Client) OpenTransactions() int {
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
+	return c.openTx
+}
