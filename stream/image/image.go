@@ -178,7 +178,6 @@ type Walker struct {
 	xcHdr libxc.ImageHeader
 	xcDom libxc.DomainHeader
 	round int
-	fresh bool // a LIBXC_CONTEXT was just read: libxc headers follow
 	pages PageStats
 	tbuf  []byte
 	item  Item
@@ -262,7 +261,7 @@ func (w *Walker) next() (*Item, error) {
 			w.st = stLibxlHeader
 			return it, nil
 		case stLibxlHeader:
-			w.lr = libxl.NewReaderOptions(w.r, w.off, libxl.Options{Relaxed: w.opt.Relaxed, MaxRecordSize: w.opt.MaxRecordSize})
+			w.lr = libxl.NewReaderOptions(w.r, w.off, libxl.Options{Relaxed: w.opt.Relaxed, MaxRecordSize: w.opt.MaxRecordSize, Checkpointed: w.opt.Checkpointed})
 			h, err := w.lr.Header()
 			if err != nil {
 				return nil, err
@@ -274,14 +273,13 @@ func (w *Walker) next() (*Item, error) {
 			w.st = stLibxl
 			return it, nil
 		case stLibxl:
-			if w.lr.InLibxc() {
+			if xr := w.lr.Libxc(); xr != nil {
 				w.off = w.lr.Offset()
-				if w.fresh {
-					w.fresh = false
+				if xr != w.xr {
+					w.xr = xr // a new libxc stream: its headers come first
 					w.st = stXCImage
 				} else {
-					w.xr.SetOffset(w.off)
-					w.st = stXC
+					w.st = stXC // the next round of a checkpointed stream
 				}
 				continue
 			}
@@ -297,7 +295,6 @@ func (w *Walker) next() (*Item, error) {
 			it := w.newItem(libxl.Layer, KindRecord, rec.Type.String(), rec.Offset, int64(stream.HeaderSize+stream.PaddedLen(len(rec.Body))))
 			it.Type, it.Index, it.Body = uint32(rec.Type), rec.Index, rec.Body
 			w.off = rec.Offset + it.Size
-			w.fresh = rec.Type == libxl.TypeLibxcContext
 			return it, nil
 		case stXCImage:
 			return w.libxcImage()
@@ -341,11 +338,13 @@ func (w *Walker) start() error {
 }
 
 func (w *Walker) libxcImage() (*Item, error) {
-	w.xr = libxc.NewReaderAt(w.r, w.off)
-	w.xr.Relaxed = w.opt.Relaxed
-	w.xr.Checkpointed = w.opt.Checkpointed
-	if w.opt.MaxRecordSize > 0 {
-		w.xr.SetMaxRecordSize(w.opt.MaxRecordSize)
+	if w.xr == nil { // a bare libxc stream; inside libxl, Libxc made it
+		w.xr = libxc.NewReaderAt(w.r, w.off)
+		w.xr.Relaxed = w.opt.Relaxed
+		w.xr.Checkpointed = w.opt.Checkpointed
+		if w.opt.MaxRecordSize > 0 {
+			w.xr.SetMaxRecordSize(w.opt.MaxRecordSize)
+		}
 	}
 	img, dom, err := w.xr.Header()
 	if err != nil {
@@ -385,10 +384,8 @@ func (w *Walker) libxcRecord() (*Item, error) {
 		w.sum.Pages.add(&w.pages)
 		it.Pages = &w.pages
 	case *libxc.End:
+		// Inside libxl, its Next takes the stream back from here.
 		if w.lr != nil {
-			if err := w.lr.Resume(w.off, false); err != nil {
-				return nil, err
-			}
 			w.st = stLibxl
 		} else {
 			w.st = stTrailer
@@ -397,9 +394,6 @@ func (w *Walker) libxcRecord() (*Item, error) {
 		w.sum.Checkpoints++
 		w.round++
 		if w.lr != nil {
-			if err := w.lr.Resume(w.off, true); err != nil {
-				return nil, err
-			}
 			w.st = stLibxl
 		}
 	}

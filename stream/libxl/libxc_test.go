@@ -60,6 +60,13 @@ func readWithLibxc(t *testing.T, in []byte, base int64, opt Options, out *bytes.
 					t.Fatal(err)
 				}
 				xcRecords++
+				switch rec.(type) {
+				case *libxc.End, *libxc.Checkpoint:
+				default:
+					if r.Libxc() != xc {
+						t.Fatal("Libxc returned another reader within one segment")
+					}
+				}
 				if err := xw.WriteRecord(rec); err != nil {
 					t.Fatal(err)
 				}
@@ -71,8 +78,8 @@ func readWithLibxc(t *testing.T, in []byte, base int64, opt Options, out *bytes.
 					break
 				}
 			}
-			if r.Libxc() != xc {
-				t.Fatal("Libxc returned another reader within one segment")
+			if r.Libxc() != nil || r.InLibxc() {
+				t.Fatal("libxc segment ended but the libxl Reader did not take the stream back")
 			}
 		}
 		rec, err := r.Next()

@@ -89,7 +89,7 @@ func (r *Reader) Offset() int64 { return r.fr.Offset() }
 func (r *Reader) Underlying() io.Reader { return r.r }
 
 // InLibxc reports whether the next bytes belong to the libxc stream.
-func (r *Reader) InLibxc() bool { return r.phase == phaseInXC }
+func (r *Reader) InLibxc() bool { r.takeBack(); return r.phase == phaseInXC }
 
 // Checkpoints returns how many times the libxc stream paused at a CHECKPOINT.
 func (r *Reader) Checkpoints() int { return r.rounds }
@@ -100,6 +100,7 @@ func (r *Reader) Checkpoints() int { return r.rounds }
 // *libxc.Checkpoint; the next call to Next then takes the stream back by
 // itself (Resume is only for callers that read the libxc data some other way).
 func (r *Reader) Libxc() *libxc.Reader {
+	r.takeBack()
 	if r.phase != phaseInXC {
 		return nil
 	}
