@@ -17,8 +17,11 @@ import (
 // of a broken connection is wrapped too.
 var ErrClosed = errors.New("xenstore: connection closed")
 
+// A Conn is a connection to the daemon: a unix socket or the xenbus device.
+type Conn = io.ReadWriteCloser
+
 // A Dialer opens a connection to the daemon.
-type Dialer func(ctx context.Context) (io.ReadWriteCloser, error)
+type Dialer func(ctx context.Context) (Conn, error)
 
 type reply struct {
 	msg Message

@@ -1,0 +1,120 @@
+//go:build linux
+
+package xenstore_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xensr/xensr/internal/labtest"
+	"github.com/xensr/xensr/xenstore"
+)
+
+// labDaemon returns which xenstored the lab started ("c" or "ocaml").
+func labDaemon(t *testing.T) string {
+	out := strings.TrimSpace(labtest.Run(t, "xenstore-read", "/xensr-lab/xenstored"))
+	if out != "c" && out != "ocaml" {
+		t.Fatalf("unknown lab xenstored %q", out)
+	}
+	return out
+}
+
+// TestLabConformanceSocket runs the conformance suite against the real
+// daemon over its unix socket.
+func TestLabConformanceSocket(t *testing.T) {
+	labtest.Require(t)
+	d := labDaemon(t)
+	conformance(t, func(ctx context.Context) (xenstore.Conn, error) { return xenstore.DialPath(ctx, xenstore.SocketPath()) }, d)
+}
+
+// TestLabConformanceXenbus runs it over /dev/xen/xenbus (the kernel relays
+// to the daemon through dom0's ring).
+func TestLabConformanceXenbus(t *testing.T) {
+	labtest.Require(t)
+	d := labDaemon(t)
+	conformance(t, func(ctx context.Context) (xenstore.Conn, error) { return xenstore.DialPath(ctx, "/dev/xen/xenbus") }, d+"-xenbus")
+}
+
+// TestLabThroughput compares pipelined Go READ/WRITE throughput with a loop
+// of the C tools (xenstore-write/xenstore-read, one libxenstore connection
+// and one synchronous call each) in the same dom0, and reports the ratio.
+func TestLabThroughput(t *testing.T) {
+	labtest.Require(t)
+	d := labDaemon(t)
+	ctx := context.Background()
+	c, err := xenstore.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 2000
+	base := "/xensr-bench"
+	defer c.Rm(ctx, base)
+
+	// Go, pipelined: 16 goroutines share the one connection.
+	t0 := time.Now()
+	errs := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		go func(g int) {
+			for i := g; i < n; i += 16 {
+				p := fmt.Sprintf("%s/go/%d", base, i)
+				if err := c.Write(ctx, p, []byte("v")); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := c.Read(ctx, p); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < 16; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	goRate := float64(2*n) / time.Since(t0).Seconds()
+
+	// Go, synchronous on one goroutine: what libxenstore's API gives.
+	t0 = time.Now()
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("%s/sync/%d", base, i)
+		if err := c.Write(ctx, p, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncRate := float64(2*n) / time.Since(t0).Seconds()
+
+	// The C tools: one process does many writes (xenstore-write takes
+	// path/value pairs) and one many reads, each call synchronous.
+	const cn = 500
+	wargs := make([]string, 0, 2*cn)
+	rargs := make([]string, 0, cn)
+	for i := 0; i < cn; i++ {
+		p := fmt.Sprintf("%s/c/%d", base, i)
+		wargs = append(wargs, p, "v")
+		rargs = append(rargs, p)
+	}
+	t0 = time.Now()
+	if out, err := exec.Command("xenstore-write", wargs...).CombinedOutput(); err != nil {
+		t.Fatalf("xenstore-write: %v %s", err, out)
+	}
+	if out, err := exec.Command("xenstore-read", rargs...).CombinedOutput(); err != nil {
+		t.Fatalf("xenstore-read: %v %s", err, out)
+	}
+	cRate := float64(2*cn) / time.Since(t0).Seconds()
+	t.Logf("XENSTORE-THROUGHPUT xenstored=%s go-pipelined=%.0f ops/s go-sync=%.0f ops/s libxenstore-tools=%.0f ops/s ratio(pipelined/libxenstore)=%.2f",
+		d, goRate, syncRate, cRate, goRate/cRate)
+	if goRate < cRate {
+		t.Errorf("pipelined Go client (%.0f ops/s) slower than libxenstore's tools (%.0f ops/s)", goRate, cRate)
+	}
+}
