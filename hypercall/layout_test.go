@@ -1,0 +1,74 @@
+package hypercall
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/xensr/xensr/internal/cheader"
+)
+
+// TestLayoutsAgainstC compares every offset, size and number this package
+// encodes with the C headers of Debian's libxen-dev (Xen 4.17).
+func TestLayoutsAgainstC(t *testing.T) {
+	ours := map[string]uint64{
+		"sizeof(struct xen_domctl)": domctlSize, "offsetof(struct xen_domctl, u)": domctlUnion,
+		"sizeof(struct xen_sysctl)": sysctlSize, "offsetof(struct xen_sysctl, u)": sysctlUnion,
+		"XEN_DOMCTL_INTERFACE_VERSION": DomctlInterfaceVersion, "XEN_SYSCTL_INTERFACE_VERSION": SysctlInterfaceVersion,
+		"XEN_DOMCTL_pausedomain": domctlPauseDomain, "XEN_DOMCTL_unpausedomain": domctlUnpauseDomain,
+		"XEN_DOMCTL_getdomaininfo": domctlGetDomainInfo, "XEN_DOMCTL_shadow_op": domctlShadowOp,
+		"XEN_DOMCTL_gethvmcontext": domctlGetHVMContext, "XEN_DOMCTL_sethvmcontext": domctlSetHVMContext,
+		"XEN_DOMCTL_gettscinfo": domctlGetTSCInfo, "XEN_DOMCTL_getpageframeinfo3": domctlGetPageFrameInfo3,
+		"XEN_DOMCTL_get_cpu_policy": domctlGetCPUPolicy, "XEN_SYSCTL_getdomaininfolist": sysctlGetDomainInfoList,
+		"XEN_DOMCTL_SHADOW_OP_OFF": shadowOpOff, "XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY": shadowOpEnableLogDirty,
+		"XEN_DOMCTL_SHADOW_OP_CLEAN": shadowOpClean, "XEN_DOMCTL_SHADOW_OP_PEEK": shadowOpPeek,
+		"__HYPERVISOR_memory_op": OpMemory, "__HYPERVISOR_xen_version": OpXenVersion,
+		"__HYPERVISOR_hvm_op": OpHVM, "__HYPERVISOR_sysctl": OpSysctl, "__HYPERVISOR_domctl": OpDomctl,
+		"XENMEM_maximum_gpfn": 14, "HVMOP_get_param": 1, "XENVER_version": 0, "XENVER_extraversion": 1, "XENVER_capabilities": 3,
+		"XEN_DOMINF_dying": DomainDying, "XEN_DOMINF_hvm_guest": DomainHVM, "XEN_DOMINF_shutdown": DomainShutdown,
+		"XEN_DOMINF_paused": DomainPaused, "XEN_DOMINF_blocked": DomainBlocked, "XEN_DOMINF_running": DomainRunning,
+		"XEN_DOMINF_debugged": DomainDebugged, "XEN_DOMINF_xs_domain": DomainXenstore, "XEN_DOMINF_hap": DomainHAP,
+		"sizeof(struct xen_domctl_getdomaininfo)": gdiSize,
+		"sizeof(struct xen_hvm_param)": hvmParamSize, "offsetof(struct xen_hvm_param, domid)": hvmParamDomid,
+		"offsetof(struct xen_hvm_param, index)": hvmParamIndex, "offsetof(struct xen_hvm_param, value)": hvmParamValue,
+		"sizeof(struct xen_domctl_tsc_info)": tscInfoSize, "sizeof(xen_cpuid_leaf_t)": cpuidLeafSize, "sizeof(xen_msr_entry_t)": msrEntrySize,
+	}
+	for field, off := range map[string]uint64{"domain": gdiDomain, "flags": gdiFlags, "tot_pages": gdiTotPages, "max_pages": gdiMaxPages,
+		"outstanding_pages": gdiOutstanding, "shr_pages": gdiShrPages, "paged_pages": gdiPagedPages, "shared_info_frame": gdiSharedInfoFrame,
+		"cpu_time": gdiCPUTime, "nr_online_vcpus": gdiOnlineVCPUs, "max_vcpu_id": gdiMaxVCPUID, "ssidref": gdiSSIDRef, "handle": gdiHandle,
+		"cpupool": gdiCPUPool, "gpaddr_bits": gdiGPAddrBits, "arch_config": gdiArchConfig} {
+		ours["offsetof(struct xen_domctl_getdomaininfo, "+field+")"] = off
+	}
+	for field, off := range map[string]uint64{"first_domain": gdilFirstDomain, "max_domains": gdilMaxDomains, "buffer": gdilBuffer, "num_domains": gdilNumDomains} {
+		ours["offsetof(struct xen_sysctl_getdomaininfolist, "+field+")"] = off
+	}
+	for field, off := range map[string]uint64{"op": shadowOp, "mode": shadowMode, "mb": shadowMB, "dirty_bitmap": shadowBitmap, "pages": shadowPages, "stats": shadowStats} {
+		ours["offsetof(struct xen_domctl_shadow_op, "+field+")"] = off
+	}
+	for field, off := range map[string]uint64{"tsc_mode": 0, "gtsc_khz": 4, "incarnation": 8, "elapsed_nsec": 16} {
+		ours["offsetof(struct xen_domctl_tsc_info, "+field+")"] = off
+	}
+	for expr, off := range map[string]uint64{
+		"offsetof(struct xen_domctl_hvmcontext, size)": hvmctxSize, "offsetof(struct xen_domctl_hvmcontext, buffer)": hvmctxBuffer,
+		"offsetof(struct xen_domctl_getpageframeinfo3, num)": gpfi3Num, "offsetof(struct xen_domctl_getpageframeinfo3, array)": gpfi3Array,
+		"offsetof(struct xen_domctl_cpu_policy, nr_leaves)": cpuPolNrLeaves, "offsetof(struct xen_domctl_cpu_policy, nr_msrs)": cpuPolNrMSRs,
+		"offsetof(struct xen_domctl_cpu_policy, leaves)": cpuPolLeaves, "offsetof(struct xen_domctl_cpu_policy, msrs)": cpuPolMSRs,
+	} {
+		ours[expr] = off
+	}
+	body := ""
+	names := map[string]string{}
+	i := 0
+	for expr := range ours {
+		name := fmt.Sprintf("v%d", i)
+		names[name] = expr
+		body += cheader.Print(name, expr)
+		i++
+	}
+	c := cheader.Run(t, body)
+	for name, expr := range names {
+		if c[name] != ours[expr] {
+			t.Errorf("%s: Go has %d, C has %d", expr, ours[expr], c[name])
+		}
+	}
+	t.Logf("%d layout facts agree with the C headers", len(ours))
+}
