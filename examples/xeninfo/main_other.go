@@ -1,0 +1,10 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"io"
+)
+
+func start(io.Writer) error { return errors.New("xeninfo needs Linux dom0 (/dev/xen/privcmd)") }

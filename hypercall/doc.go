@@ -1,0 +1,14 @@
+// Package hypercall issues the Xen hypercalls a toolstack needs for save,
+// restore and migration, with typed wrappers over Xen 4.17's domctl, sysctl,
+// xen_version, memory_op and hvm_op interfaces (structure layouts checked
+// against Xen's C headers in tests).
+//
+// Every buffer the hypervisor reads or writes comes from a Pool. On Linux
+// the pool maps pages of /dev/xen/hypercall, which the kernel pins: dom0's
+// memory compaction or page migration can then never make a hypercall fail
+// with EFAULT (the sporadic failures that blocked the Xen 4.11 release).
+// Without that device the pool falls back to mlock()ed memory, and Call
+// repeats EFAULT-failed hypercalls only when they are marked Safe (read-only
+// queries); a hypercall that changes state returns its EFAULT, since it may
+// already have had effects.
+package hypercall

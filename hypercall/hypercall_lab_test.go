@@ -1,0 +1,228 @@
+//go:build linux
+
+package hypercall_test
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xensr/xensr/hypercall"
+	"github.com/xensr/xensr/internal/labtest"
+)
+
+func openXen(t *testing.T) *hypercall.Xen {
+	t.Helper()
+	x, err := hypercall.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := x.Close(); err != nil {
+			t.Errorf("Close: %v", err) // leaked buffers fail the test
+		}
+	})
+	if !x.Pool.Pinned() {
+		t.Fatal("lab dom0 has /dev/xen/hypercall, but the pool is not pinned")
+	}
+	return x
+}
+
+func domid(t *testing.T, name string) uint32 {
+	id, err := strconv.Atoi(strings.TrimSpace(labtest.Run(t, "xl", "domid", name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(id)
+}
+
+// TestLabVersionAndDomains compares with xl info and xl list.
+func TestLabVersionAndDomains(t *testing.T) {
+	labtest.Require(t)
+	x := openXen(t)
+	name := labtest.CreateGuest(t, labtest.GuestPV2)
+	ma, mi, err := x.Version()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := labtest.Run(t, "xl", "info")
+	if !strings.Contains(info, "xen_major              : "+strconv.Itoa(int(ma))) || !strings.Contains(info, "xen_minor              : "+strconv.Itoa(int(mi))) {
+		t.Fatalf("Version %d.%d disagrees with xl info:\n%s", ma, mi, info)
+	}
+	caps, err := x.Capabilities()
+	if err != nil || !strings.Contains(info, strings.TrimSpace(caps)) {
+		t.Fatalf("Capabilities %q (%v) not in xl info", caps, err)
+	}
+	doms, err := x.GetDomainInfoList(0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := domid(t, name)
+	var found bool
+	for _, d := range doms {
+		if d.Domain == id {
+			found = true
+			if d.OnlineVCPUs != 2 || d.TotPages*4096>>20 < 180 || d.TotPages*4096>>20 > 200 {
+				t.Errorf("guest2: %d vCPUs, %d MiB; want 2 and ~192", d.OnlineVCPUs, d.TotPages*4096>>20)
+			}
+			one, err := x.GetDomainInfo(id)
+			if err != nil || one.UUID() != d.UUID() {
+				t.Errorf("GetDomainInfo: %v, uuid %s vs %s", err, one.UUID(), d.UUID())
+			}
+			if uuid := labtest.Run(t, "xl", "list", "-l", name); !strings.Contains(uuid, d.UUID()) {
+				t.Errorf("uuid %s not in xl list -l", d.UUID())
+			}
+		}
+	}
+	if !found || doms[0].Domain != 0 {
+		t.Fatalf("domain list %+v lacks dom0 or guest %d", doms, id)
+	}
+}
+
+// TestLabPauseUnpause pauses a guest with the hypercall and watches xl and
+// the guest's counter agree.
+func TestLabPauseUnpause(t *testing.T) {
+	labtest.Require(t)
+	x := openXen(t)
+	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	id := domid(t, name)
+	if err := x.PauseDomain(id); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := x.GetDomainInfo(id)
+	if !strings.Contains(labtest.Run(t, "xl", "list", name), "--p") || d.Flags&hypercall.DomainPaused == 0 {
+		t.Fatalf("not paused: %s", labtest.Run(t, "xl", "list", name))
+	}
+	c := labtest.Counter(name)
+	time.Sleep(3 * time.Second)
+	if c2 := labtest.Counter(name); c2 > c+1 {
+		t.Fatalf("paused guest counted on: %d -> %d", c, c2)
+	}
+	if err := x.UnpauseDomain(id); err != nil {
+		t.Fatal(err)
+	}
+	labtest.WaitCounter(t, name, c+1, time.Minute)
+}
+
+// TestLabLogDirtyPVH enables log-dirty on a running PVH guest (HAP) and
+// reads a bitmap with dirty pages; it also reads the state a save needs.
+func TestLabLogDirtyPVH(t *testing.T) {
+	labtest.Require(t)
+	x := openXen(t)
+	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	id := domid(t, name)
+	max, err := x.MaximumGPFN(id)
+	if err != nil || max == 0 {
+		t.Fatalf("MaximumGPFN = %d, %v", max, err)
+	}
+	if err := x.EnableLogDirty(id); err != nil {
+		t.Fatal(err)
+	}
+	defer x.DisableLogDirty(id)
+	bm := hypercall.NewDirtyBitmap(max + 1)
+	if _, err := x.CleanDirty(id, bm); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the guest prints, so it dirties pages
+	bm.Clear()
+	st, err := x.CleanDirty(id, bm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bm.Count() == 0 {
+		t.Fatalf("no dirty pages after 3 s of a running guest (stats %+v)", st)
+	}
+	t.Logf("LOGDIRTY dirty pages in 3 s: %d of %d frames (stats %+v)", bm.Count(), max+1, st)
+	if ctx, err := x.GetHVMContext(id); err != nil || len(ctx) < 64 {
+		t.Fatalf("GetHVMContext: %d bytes, %v", len(ctx), err)
+	}
+	if store, err := x.GetHVMParam(id, 1); err != nil || store == 0 { // HVM_PARAM_STORE_PFN
+		t.Fatalf("store pfn %d, %v", store, err)
+	}
+	leaves, msrs, err := x.GetCPUPolicy(id)
+	if err != nil || len(leaves) == 0 || len(msrs) == 0 {
+		t.Fatalf("cpu policy: %d/%d bytes, %v", len(leaves), len(msrs), err)
+	}
+	if _, err := x.GetTSCInfo(id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLabCompactionStress issues hypercalls with pooled buffers while dom0
+// is made to compact memory over and over: with buffers from
+// /dev/xen/hypercall no call may fail with EFAULT.
+func TestLabCompactionStress(t *testing.T) {
+	labtest.Require(t)
+	x := openXen(t)
+	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	id := domid(t, name)
+	secs := 20
+	if s, err := strconv.Atoi(os.Getenv("XENSR_STRESS_SECONDS")); err == nil && s > 0 {
+		secs = s
+	}
+	stop := time.Now().Add(time.Duration(secs) * time.Second)
+	var wg sync.WaitGroup
+	var compactions int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for time.Now().Before(stop) {
+			if err := os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0); err != nil {
+				t.Errorf("compact_memory: %v", err)
+				return
+			}
+			compactions++
+		}
+	}()
+	errs := make(chan error, 4)
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			bm := hypercall.NewDirtyBitmap(1 << 16)
+			for time.Now().Before(stop) {
+				var err error
+				switch g {
+				case 0:
+					_, err = x.GetDomainInfoList(0, 64)
+				case 1:
+					_, err = x.GetHVMContext(id)
+				case 2:
+					_, err = x.PeekDirty(id, bm)
+					if err != nil && strings.Contains(err.Error(), "operation not supported") {
+						err = nil // log-dirty is off: still a hypercall with a buffer
+					}
+					_, _, e2 := x.Version()
+					err = errorsJoin(err, e2)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	calls, faults := x.Stats.Calls.Load(), x.Stats.Faults.Load()
+	t.Logf("STRESS %d s: %d hypercalls, %d EFAULT, %d compactions", secs, calls, faults, compactions)
+	if faults != 0 {
+		t.Fatalf("%d EFAULTs with pinned buffers", faults)
+	}
+	if calls < 100 || compactions == 0 {
+		t.Fatalf("stress too light: %d calls, %d compactions", calls, compactions)
+	}
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
