@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,11 @@ type Client struct {
 	broken  error
 	done    chan struct{}
 
+	// serial makes requests one at a time: over /dev/xen/xenbus, as
+	// libxenstore does there (see NewClient).
+	serial   bool
+	serialMu sync.Mutex
+
 	// transaction gate for Quiesce/Resume
 	txMu      sync.Mutex
 	txCond    *sync.Cond
@@ -57,6 +63,12 @@ type Client struct {
 }
 
 // NewClient returns a Client speaking over conn. It cannot Reconnect.
+//
+// Over a unix socket requests are pipelined. Over the xenbus device (an
+// *os.File), the Linux driver relays requests through dom0's shared ring,
+// and the lab showed replies of concurrent requests coming back under the
+// wrong request id; there the Client sends one request at a time, as
+// libxenstore does, and goroutines queue for the device.
 func NewClient(conn io.ReadWriteCloser) *Client {
 	c := &Client{}
 	c.handle = handle{c: c}
@@ -78,6 +90,7 @@ func DialWith(ctx context.Context, dial Dialer) (*Client, error) {
 }
 
 func (c *Client) start(conn io.ReadWriteCloser) {
+	_, c.serial = conn.(*os.File)
 	c.conn = conn
 	c.pending = map[uint32]chan reply{}
 	c.broken = nil
@@ -151,6 +164,10 @@ func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
 func (c *Client) request(ctx context.Context, tx uint32, op Op, path string, payload []byte) ([]byte, error) {
 	if len(payload) > PayloadMax {
 		return nil, &Error{Op: op, Path: path, Errno: syscall.E2BIG, Name: "E2BIG"}
+	}
+	if c.serial {
+		c.serialMu.Lock()
+		defer c.serialMu.Unlock()
 	}
 	ch := make(chan reply, 1)
 	c.mu.Lock()
