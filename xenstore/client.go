@@ -139,7 +139,7 @@ func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
 	defer close(done)
 	var buf []byte
 	for {
-		msg, b, err := ReadMessage(conn, buf)
+		msg, b, err := ReadMessage(conn, buf, ReplyMax)
 		buf = b
 		if err != nil {
 			c.fail(err)

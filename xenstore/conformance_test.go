@@ -193,7 +193,9 @@ func conformance(t *testing.T, dial xenstore.Dialer, daemon string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tx.Write(ctx, p, []byte("inside"))
+		if err := tx.Write(ctx, p, []byte("inside")); err != nil {
+			t.Fatal(err)
+		}
 		if v, _ := c.Read(ctx, p); string(v) != "before" {
 			t.Fatalf("uncommitted write visible outside: %q", v)
 		}
@@ -206,7 +208,9 @@ func conformance(t *testing.T, dial xenstore.Dialer, daemon string) {
 		if v, _ := c.Read(ctx, p); string(v) != "inside" {
 			t.Fatalf("after commit: %q", v)
 		}
-		tx, _ = c.TransactionStart(ctx)
+		if tx, err = c.TransactionStart(ctx); err != nil {
+			t.Fatal(err)
+		}
 		tx.Write(ctx, p, []byte("aborted"))
 		tx.Abort(ctx)
 		if v, _ := c.Read(ctx, p); string(v) != "inside" {
@@ -216,11 +220,14 @@ func conformance(t *testing.T, dial xenstore.Dialer, daemon string) {
 	t.Run("TransactionConflict", func(t *testing.T) {
 		p := base + "/conflict"
 		c.Write(ctx, p, []byte("0"))
-		tx, _ := c.TransactionStart(ctx)
+		tx, err := c.TransactionStart(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		tx.Read(ctx, p)
 		tx.Write(ctx, p, []byte("tx"))
 		c.Write(ctx, p, []byte("outside")) // conflicting change
-		err := tx.Commit(ctx)
+		err = tx.Commit(ctx)
 		if !errors.Is(err, syscall.EAGAIN) {
 			t.Fatalf("conflicting commit: %v, want EAGAIN", err)
 		}

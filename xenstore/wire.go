@@ -96,23 +96,32 @@ func AppendMessage(b []byte, m Message) []byte {
 	return append(b, m.Payload...)
 }
 
+// ReplyMax caps the payload of a message the client accepts. Requests stay
+// within PayloadMax, but oxenstored answers DIRECTORY on its unix socket
+// with more than PayloadMax bytes (seen in the lab: 8400 bytes for 300
+// children) where C xenstored answers E2BIG; libxenstore accepts such
+// replies, and so does the Client, up to this bound.
+const ReplyMax = 1 << 20
+
 // DecodeHeader decodes a message header and checks its length against
 // PayloadMax.
-func DecodeHeader(b []byte) (Header, error) {
+func DecodeHeader(b []byte) (Header, error) { return decodeHeader(b, PayloadMax) }
+
+func decodeHeader(b []byte, max int) (Header, error) {
 	if len(b) < HeaderSize {
 		return Header{}, fmt.Errorf("%w: short header (%d bytes)", ErrProtocol, len(b))
 	}
 	h := Header{Op(binary.LittleEndian.Uint32(b)), binary.LittleEndian.Uint32(b[4:]),
 		binary.LittleEndian.Uint32(b[8:]), binary.LittleEndian.Uint32(b[12:])}
-	if h.Len > PayloadMax {
-		return h, fmt.Errorf("%w: %v payload of %d bytes exceeds %d", ErrProtocol, h.Op, h.Len, PayloadMax)
+	if h.Len > uint32(max) {
+		return h, fmt.Errorf("%w: %v payload of %d bytes exceeds %d", ErrProtocol, h.Op, h.Len, max)
 	}
 	return h, nil
 }
 
-// ReadMessage reads one message into buf (grown to PayloadMax at most) and
-// returns it; the payload aliases buf.
-func ReadMessage(r io.Reader, buf []byte) (Message, []byte, error) {
+// ReadMessage reads one message of at most max payload bytes into buf
+// (grown as needed) and returns it; the payload aliases buf.
+func ReadMessage(r io.Reader, buf []byte, max int) (Message, []byte, error) {
 	if cap(buf) < HeaderSize+PayloadMax {
 		buf = make([]byte, HeaderSize+PayloadMax)
 	}
@@ -120,9 +129,14 @@ func ReadMessage(r io.Reader, buf []byte) (Message, []byte, error) {
 	if _, err := io.ReadFull(r, buf[:HeaderSize]); err != nil {
 		return Message{}, buf, err
 	}
-	h, err := DecodeHeader(buf)
+	h, err := decodeHeader(buf, max)
 	if err != nil {
 		return Message{}, buf, err
+	}
+	if n := HeaderSize + int(h.Len); n > len(buf) {
+		nb := make([]byte, n)
+		copy(nb, buf[:HeaderSize])
+		buf = nb
 	}
 	p := buf[HeaderSize : HeaderSize+int(h.Len)]
 	if _, err := io.ReadFull(r, p); err != nil {

@@ -21,16 +21,16 @@ func FuzzReadMessage(f *testing.F) {
 		r := bytes.NewReader(b)
 		var buf []byte
 		for {
-			m, nb, err := ReadMessage(r, buf)
+			m, nb, err := ReadMessage(r, buf, ReplyMax)
 			buf = nb
 			if err != nil {
 				return
 			}
-			if len(m.Payload) > PayloadMax || int(m.Len) != len(m.Payload) {
+			if len(m.Payload) > ReplyMax || int(m.Len) != len(m.Payload) {
 				t.Fatalf("payload %d, header len %d", len(m.Payload), m.Len)
 			}
 			again := AppendMessage(nil, m)
-			if m2, _, err := ReadMessage(bytes.NewReader(again), nil); err != nil || !bytes.Equal(m2.Payload, m.Payload) || m2.Header != m.Header {
+			if m2, _, err := ReadMessage(bytes.NewReader(again), nil, ReplyMax); err != nil || !bytes.Equal(m2.Payload, m.Payload) || m2.Header != m.Header {
 				t.Fatalf("re-encoding differs: %v", err)
 			}
 			for _, s := range splitNul(m.Payload) {
@@ -69,7 +69,7 @@ func TestBrokenConnection(t *testing.T) {
 		server = b
 		dials++
 		go func(b net.Conn) { // answer WATCH, then go silent
-			m, _, err := ReadMessage(b, nil)
+			m, _, err := ReadMessage(b, nil, PayloadMax)
 			if err != nil {
 				return
 			}

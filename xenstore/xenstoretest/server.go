@@ -104,7 +104,7 @@ func (s *Server) Serve(rw io.ReadWriteCloser) {
 	}()
 	var buf []byte
 	for {
-		msg, b, err := xenstore.ReadMessage(rw, buf)
+		msg, b, err := xenstore.ReadMessage(rw, buf, xenstore.PayloadMax)
 		buf = b
 		if err != nil {
 			return
