@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+
+	"github.com/xensr/xensr/hypercall"
 )
 
 // PageSize is the x86 guest page size the streams carry.
@@ -86,7 +88,7 @@ type Domain interface {
 	DisableLogDirty() error
 	// CleanDirty fills bm with the pages dirtied since the last call (or
 	// since EnableLogDirty), clears Xen's copy, and returns the count.
-	CleanDirty(bm *Bitmap) (uint64, error)
+	CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error)
 	// PageTypes fills types[i] with the type of pfns[i].
 	PageTypes(pfns []uint64, types []uint32) error
 	// MapPages maps the pages pfns read-only.

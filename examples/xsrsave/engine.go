@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/xensr/xensr/hypercall"
 	"github.com/xensr/xensr/stream/libxc"
 )
 
@@ -222,14 +223,14 @@ func (s *Saver) save(w io.Writer) error {
 	s.logf("xsrsave: domain %d: %d pages (%d MiB), p2m size %d, live=%v",
 		info.ID, info.TotPages, info.TotPages*PageSize>>20, p2m, s.opt.Live)
 
-	bm := NewBitmap(p2m)
+	bm := hypercall.NewDirtyBitmap(p2m)
 	var suspendAt time.Time
 	if s.opt.Live {
 		if err := s.d.EnableLogDirty(); err != nil {
 			return stepErr("enable log-dirty", err)
 		}
 		s.logDirty = true
-		bm.SetAll()
+		markAll(bm, p2m)
 		dirty := p2m
 		for round := 0; ; round++ {
 			stop := round >= s.opt.MaxRounds || dirty < s.opt.TargetDirty
@@ -274,7 +275,7 @@ func (s *Saver) save(w io.Writer) error {
 		if err := s.suspend(); err != nil {
 			return err
 		}
-		bm.SetAll()
+		markAll(bm, p2m)
 		if err := s.sendPages(bm, 0, true); err != nil {
 			return err
 		}
@@ -335,10 +336,21 @@ func (s *Saver) suspend() error {
 	return nil
 }
 
+// markAll marks frames 0..n-1 of bm.
+func markAll(bm *hypercall.DirtyBitmap, n uint64) {
+	for i := range bm.Words {
+		bm.Words[i] = ^uint64(0)
+	}
+	if r := n % 64; r != 0 && n/64 < uint64(len(bm.Words)) {
+		bm.Words[n/64] = 1<<r - 1
+	}
+}
+
 // sendPages writes every frame marked in bm as PAGE_DATA records.
-func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
+func (s *Saver) sendPages(bm *hypercall.DirtyBitmap, round int, final bool) error {
 	t := time.Now()
-	rs := RoundStats{Round: round, Final: final, Dirty: bm.Count()}
+	p2m := s.stats.P2MSize
+	rs := RoundStats{Round: round, Final: final}
 	s.pfns = s.pfns[:0]
 	flush := func() error {
 		if len(s.pfns) == 0 {
@@ -349,12 +361,17 @@ func (s *Saver) sendPages(bm *Bitmap, round int, final bool) error {
 		s.pfns = s.pfns[:0]
 		return err
 	}
-	err := bm.ForEach(func(p uint64) error {
+	var err error
+	bm.ForEach(func(p uint64) bool {
+		if p >= p2m { // frames past the p2m (the bitmap is word-rounded)
+			return false
+		}
+		rs.Dirty++
 		s.pfns = append(s.pfns, p)
 		if len(s.pfns) == maxBatch {
-			return flush()
+			err = flush()
 		}
-		return nil
+		return err == nil
 	})
 	if err == nil {
 		err = flush()

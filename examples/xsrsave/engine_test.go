@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/xensr/xensr/hypercall"
 	"github.com/xensr/xensr/stream/image"
 )
 
@@ -315,20 +316,13 @@ func TestVerifyStreamV2(t *testing.T) {
 	}
 }
 
-func TestBitmap(t *testing.T) {
-	b := NewBitmap(130)
-	b.SetAll()
-	if b.Count() != 130 || b.Test(130) || !b.Test(129) {
-		t.Fatalf("SetAll: count %d", b.Count())
-	}
-	b.Clear()
-	for _, p := range []uint64{0, 63, 64, 129, 500} {
-		b.Set(p)
-	}
-	var got []uint64
-	b.ForEach(func(p uint64) error { got = append(got, p); return nil })
-	if !slices.Equal(got, []uint64{0, 63, 64, 129}) {
-		t.Fatalf("ForEach %v", got)
+func TestMarkAll(t *testing.T) {
+	for _, n := range []uint64{1, 63, 64, 65, 130, 1044480} {
+		b := hypercall.NewDirtyBitmap(n)
+		markAll(b, n)
+		if uint64(b.Count()) != n || !b.Test(n-1) || b.Test(n) {
+			t.Errorf("markAll(%d): count %d", n, b.Count())
+		}
 	}
 }
 

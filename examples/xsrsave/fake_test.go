@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/xensr/xensr/hypercall"
 )
 
 // fakeDomain is an in-memory HVM domain for the engine's tests.
@@ -18,7 +20,7 @@ type fakeDomain struct {
 	msr      []byte
 	tsc      TSCInfo
 	logDirty bool
-	dirty    *Bitmap
+	dirty    *hypercall.DirtyBitmap
 
 	// guest activity: called at every CleanDirty while the domain runs.
 	onClean func(f *fakeDomain, call int)
@@ -101,13 +103,13 @@ func (f *fakeDomain) Resume() error {
 
 func (f *fakeDomain) EnableLogDirty() error {
 	f.logDirty = true
-	f.dirty = NewBitmap(f.maxgpfn + 1)
+	f.dirty = hypercall.NewDirtyBitmap(f.maxgpfn + 1)
 	return nil
 }
 
 func (f *fakeDomain) DisableLogDirty() error { f.logDirty = false; return nil }
 
-func (f *fakeDomain) CleanDirty(bm *Bitmap) (uint64, error) {
+func (f *fakeDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
 	if !f.logDirty {
 		return 0, errors.New("fake: log-dirty is off")
 	}
@@ -116,7 +118,7 @@ func (f *fakeDomain) CleanDirty(bm *Bitmap) (uint64, error) {
 	}
 	f.cleans++
 	copy(bm.Words, f.dirty.Words)
-	n := f.dirty.Count()
+	n := uint64(f.dirty.Count())
 	f.dirty.Clear()
 	return n, nil
 }

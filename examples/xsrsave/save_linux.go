@@ -52,7 +52,7 @@ func saveDomain(a saveArgs) error {
 	if err != nil {
 		return err
 	}
-	major, minor, err := d.pc.xenVersion()
+	major, minor, err := d.x.Version()
 	if err != nil {
 		return fmt.Errorf("xen_version: %w", err)
 	}
@@ -81,7 +81,6 @@ func saveDomain(a saveArgs) error {
 			return fmt.Errorf("migration receiver: %w", err)
 		}
 		name := configName(config)
-		namePath := fmt.Sprintf("/local/domain/%d/name", a.domid)
 		var streamCopy io.Writer
 		if a.streamCopy != "" {
 			cf, err := os.Create(a.streamCopy)
@@ -94,7 +93,7 @@ func saveDomain(a saveArgs) error {
 			streamCopy = cf
 		}
 		m := &Migration{Send: send, Copy: streamCopy, Recv: recv, Name: name, Logf: logf,
-			Rename: func(to string) error { return d.xs.Write(namePath, to) }}
+			Rename: d.rename}
 		st, err := m.Run(s)
 		send.Close()
 		werr := cmd.Wait()

@@ -3,113 +3,134 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xensr/xensr/hypercall"
+	"github.com/xensr/xensr/privcmd"
+	"github.com/xensr/xensr/xenstore"
 )
 
-// Domctl commands and sub-operations used here (xen/include/public/domctl.h
-// of Xen 4.17).
+// Domctls that package hypercall does not wrap yet, issued here through
+// its Call with a buffer from its Pool (see the report: candidates to move
+// into hypercall).
 const (
-	domctlDestroyDomain     = 2
-	domctlGetDomainInfo     = 5
-	domctlShadowOp          = 10
-	domctlSetVCPUContext    = 12
-	domctlGetVCPUContext    = 13
-	domctlResumeDomain      = 27
-	domctlGetHVMContext     = 33
-	domctlGetTSCInfo        = 59
-	domctlGetPageFrameInfo3 = 61
-	domctlGetCPUPolicy      = 82
+	domctlDestroyDomain  = 2
+	domctlSetVCPUContext = 12
+	domctlGetVCPUContext = 13
+	domctlResumeDomain   = 27
 
-	shadowOpOff            = 0
-	shadowOpEnableLogDirty = 2
-	shadowOpClean          = 11
-
-	xenmemMaximumGPFN = 14
-	hvmopGetParam     = 1
-	hvmParamCallback  = 0
-
+	domctlSize      = 144  // sizeof(struct xen_domctl)
+	domctlUnion     = 16   // offsetof(struct xen_domctl, u)
+	vcpuCtxtPtr     = 8    // offsetof(struct xen_domctl_vcpucontext, ctxt)
 	vcpuContextSize = 5168 // sizeof(vcpu_guest_context_t), x86_64
 	vcpuContextRAX  = 600  // offsetof(user_regs) 520 + offsetof(rax) 80
+
+	hvmParamCallbackIRQ = 0
 )
 
-// xenDomain implements Domain with privcmd hypercalls and xenstore.
+// DomctlError is a failed domctl issued by xsrsave itself: which command,
+// which domain, the errno.
+type DomctlError struct {
+	Cmd    uint32
+	Domain uint32
+	Err    error
+}
+
+func (e *DomctlError) Error() string {
+	return fmt.Sprintf("domctl %d (domain %d): %v", e.Cmd, e.Domain, e.Err)
+}
+
+// Unwrap returns the errno.
+func (e *DomctlError) Unwrap() error { return e.Err }
+
+// xenDomain implements Domain with packages privcmd (foreign mapping),
+// hypercall (typed hypercalls over pinned buffers) and xenstore.
 type xenDomain struct {
 	id      uint32
-	pc      *privcmd
-	xs      *xsConn
-	bitmap  []byte // hypercall buffer for the dirty bitmap
-	pfnBuf  []byte // hypercall buffer for getpageframeinfo3
+	dev     *privcmd.Device
+	bufs    *privcmd.BufferDevice // nil: mlock()ed fallback
+	x       *hypercall.Xen
+	xs      *xenstore.Client
+	gfns    []uint64
 	mapErrs []int32
 	// SuspendTimeout bounds the wait for the guest to suspend itself.
 	SuspendTimeout time.Duration
-	logf           func(string, ...any)
 }
 
 func openXenDomain(id uint32) (*xenDomain, error) {
-	pc, err := openPrivcmd()
+	dev, err := privcmd.Open()
 	if err != nil {
 		return nil, err
 	}
-	xs, err := dialXenstore()
-	if err != nil {
-		pc.Close()
+	d := &xenDomain{id: id, dev: dev, SuspendTimeout: 60 * time.Second,
+		gfns: make([]uint64, maxBatch), mapErrs: make([]int32, maxBatch)}
+	var alloc hypercall.Allocator = privcmd.LockedMemory{}
+	if bd, err := privcmd.OpenBuffers(); err == nil {
+		d.bufs, alloc = bd, bd
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		dev.Close()
 		return nil, err
 	}
-	d := &xenDomain{id: id, pc: pc, xs: xs, SuspendTimeout: 60 * time.Second, mapErrs: make([]int32, maxBatch),
-		logf: func(string, ...any) {}}
-	if d.pfnBuf, err = pc.alloc(8 * maxBatch); err != nil {
+	d.x = hypercall.New(dev, hypercall.NewPool(alloc))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if d.xs, err = xenstore.Dial(ctx); err != nil {
 		d.Close()
-		return nil, err
+		return nil, fmt.Errorf("xenstore: %w", err)
 	}
 	return d, nil
 }
 
 func (d *xenDomain) Close() error {
-	d.xs.Close()
-	return d.pc.Close()
+	if d.xs != nil {
+		d.xs.Close()
+	}
+	err := d.x.Pool.Close()
+	if d.bufs != nil {
+		d.bufs.Close()
+	}
+	return errors.Join(err, d.dev.Close())
 }
 
+func xsCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// Info implements Domain.
 func (d *xenDomain) Info() (DomainInfo, error) {
-	u, err := d.pc.domctl(domctlGetDomainInfo, d.id, nil)
+	di, err := d.x.GetDomainInfo(d.id)
 	if err != nil {
 		return DomainInfo{}, err
 	}
-	if got := uint32(le.Uint16(u[0:])); got != d.id {
-		return DomainInfo{}, fmt.Errorf("domain %d does not exist (next is %d)", d.id, got)
+	if di.Domain != d.id {
+		return DomainInfo{}, fmt.Errorf("domain %d does not exist (next is %d)", d.id, di.Domain)
 	}
-	f := le.Uint32(u[4:])
-	i := DomainInfo{
+	f := di.Flags
+	return DomainInfo{
 		ID:             d.id,
-		Dying:          f&(1<<0) != 0,
-		HVM:            f&(1<<1) != 0,
-		Shutdown:       f&(1<<2) != 0,
-		Paused:         f&(1<<3) != 0,
-		HAP:            f&(1<<8) != 0,
-		ShutdownReason: f >> 16 & 0xff,
-		TotPages:       le.Uint64(u[8:]),
-		MaxPages:       le.Uint64(u[16:]),
-		MaxVCPUID:      le.Uint32(u[68:]),
-	}
-	copy(i.Handle[:], u[76:92])
-	return i, nil
+		Dying:          f&hypercall.DomainDying != 0,
+		HVM:            f&hypercall.DomainHVM != 0,
+		Shutdown:       f&hypercall.DomainShutdown != 0,
+		Paused:         f&hypercall.DomainPaused != 0,
+		HAP:            f&hypercall.DomainHAP != 0,
+		ShutdownReason: di.ShutdownReason(),
+		TotPages:       di.TotPages,
+		MaxPages:       di.MaxPages,
+		MaxVCPUID:      di.MaxVCPUID,
+		Handle:         di.Handle,
+	}, nil
 }
 
-func (d *xenDomain) MaxGPFN() (uint64, error) {
-	b := d.pc.small[:8]
-	clear(b)
-	le.PutUint16(b, uint16(d.id))
-	v, err := d.pc.hypercall(hypercallMemoryOp, xenmemMaximumGPFN, addr(b))
-	if err != nil {
-		return 0, fmt.Errorf("XENMEM_maximum_gpfn: %w", err)
-	}
-	return v, nil
-}
+// MaxGPFN implements Domain.
+func (d *xenDomain) MaxGPFN() (uint64, error) { return d.x.MaximumGPFN(d.id) }
 
 func (d *xenDomain) controlPath() string {
 	return fmt.Sprintf("/local/domain/%d/control/shutdown", d.id)
@@ -119,7 +140,9 @@ func (d *xenDomain) controlPath() string {
 // itself (as libxl does for PVH and PV-on-HVM guests), and waits until Xen
 // reports it shut down for suspend.
 func (d *xenDomain) Suspend() error {
-	if err := d.xs.Write(d.controlPath(), "suspend"); err != nil {
+	ctx, cancel := xsCtx()
+	defer cancel()
+	if err := d.xs.Write(ctx, d.controlPath(), []byte("suspend")); err != nil {
 		return fmt.Errorf("request suspend: %w", err)
 	}
 	deadline := time.Now().Add(d.SuspendTimeout)
@@ -137,8 +160,8 @@ func (d *xenDomain) Suspend() error {
 		if time.Now().After(deadline) {
 			// Withdraw an unacknowledged request so a late guest does not
 			// suspend after we gave up.
-			if v, err := d.xs.Read(d.controlPath()); err == nil && v == "suspend" {
-				d.xs.Write(d.controlPath(), "")
+			if v, err := d.xs.Read(ctx, d.controlPath()); err == nil && string(v) == "suspend" {
+				d.xs.Write(ctx, d.controlPath(), nil)
 			}
 			return fmt.Errorf("guest did not suspend within %v", d.SuspendTimeout)
 		}
@@ -147,7 +170,7 @@ func (d *xenDomain) Suspend() error {
 }
 
 // Resume cancels the suspend: the guest's SCHEDOP_shutdown returns 1
-// ("cancelled"), so it keeps its event channels and rings, then the domain
+// ("cancelled"), so it keeps its event channels and rings; then the domain
 // runs again, and xenstored is told it is back.
 func (d *xenDomain) Resume() error {
 	i, err := d.Info()
@@ -157,195 +180,142 @@ func (d *xenDomain) Resume() error {
 	if !i.Suspended() {
 		return fmt.Errorf("domain %d is not suspended (shutdown=%v reason=%d)", d.id, i.Shutdown, i.ShutdownReason)
 	}
-	if cb, err := d.HVMParam(hvmParamCallback); err == nil && cb != 0 {
+	// A guest without PV drivers (no callback IRQ) has no return code.
+	if cb, err := d.x.GetHVMParam(d.id, hvmParamCallbackIRQ); err == nil && cb != 0 {
 		if err := d.setSuspendReturn(1); err != nil {
 			return err
 		}
 	}
-	if _, err := d.pc.domctl(domctlResumeDomain, d.id, nil); err != nil {
+	if _, err := d.domctl(domctlResumeDomain, nil); err != nil {
 		return err
 	}
-	if err := d.xs.Resume(d.id); err != nil {
+	ctx, cancel := xsCtx()
+	defer cancel()
+	if err := d.xs.ResumeDomain(ctx, d.id); err != nil {
 		return fmt.Errorf("xenstore resume: %w", err)
 	}
 	return nil
 }
 
+// domctl issues XEN_DOMCTL cmd on the domain through hypercall's Call with
+// a pool buffer. fill writes the 128-byte union; the union after the call
+// is returned.
+func (d *xenDomain) domctl(cmd uint32, fill func(u []byte)) ([]byte, error) {
+	buf, err := d.x.Pool.Get(domctlSize, hypercall.InOut)
+	if err != nil {
+		return nil, err
+	}
+	defer buf.Free()
+	b := buf.Bytes()[:domctlSize]
+	clear(b)
+	le.PutUint32(b[0:], cmd)
+	le.PutUint32(b[4:], hypercall.DomctlInterfaceVersion)
+	le.PutUint16(b[8:], uint16(d.id))
+	if fill != nil {
+		fill(b[domctlUnion:])
+	}
+	if _, err := d.x.Call(hypercall.OpDomctl, [5]uint64{buf.Addr()}, hypercall.Unsafe); err != nil {
+		return nil, &DomctlError{Cmd: cmd, Domain: d.id, Err: err}
+	}
+	return append([]byte(nil), b[domctlUnion:]...), nil
+}
+
 // setSuspendReturn sets vCPU0's rax, the return value of its pending
-// SCHEDOP_shutdown(SHUTDOWN_suspend).
+// SCHEDOP_shutdown(SHUTDOWN_suspend) (getvcpucontext, patch, setvcpucontext).
 func (d *xenDomain) setSuspendReturn(v uint64) error {
-	buf, err := d.pc.alloc(vcpuContextSize)
+	buf, err := d.x.Pool.Get(vcpuContextSize, hypercall.InOut)
 	if err != nil {
 		return err
 	}
-	defer d.pc.free(buf)
-	if _, err := d.pc.domctl(domctlGetVCPUContext, d.id, func(u []byte) {
-		le.PutUint64(u[8:], addr(buf))
-	}); err != nil {
+	defer buf.Free()
+	ptr := func(u []byte) { le.PutUint64(u[vcpuCtxtPtr:], buf.Addr()) } // vcpu 0
+	if _, err := d.domctl(domctlGetVCPUContext, ptr); err != nil {
 		return err
 	}
-	le.PutUint64(buf[vcpuContextRAX:], v)
-	_, err = d.pc.domctl(domctlSetVCPUContext, d.id, func(u []byte) {
-		le.PutUint64(u[8:], addr(buf))
-	})
+	le.PutUint64(buf.Bytes()[vcpuContextRAX:], v)
+	_, err = d.domctl(domctlSetVCPUContext, ptr)
 	return err
 }
 
-func (d *xenDomain) shadowOp(op uint32, bitmap []byte, pages uint64) ([]byte, error) {
-	return d.pc.domctl(domctlShadowOp, d.id, func(u []byte) {
-		le.PutUint32(u[0:], op)
-		if bitmap != nil {
-			le.PutUint64(u[16:], addr(bitmap))
-		}
-		le.PutUint64(u[24:], pages)
-	})
-}
-
+// EnableLogDirty implements Domain, with libxc's retry: log-dirty may be on
+// already (VRAM tracking), so switch it off and on again.
 func (d *xenDomain) EnableLogDirty() error {
-	if _, err := d.shadowOp(shadowOpEnableLogDirty, nil, 0); err != nil {
-		// libxc's juggling: log-dirty may be on already for VRAM tracking.
-		if _, e2 := d.shadowOp(shadowOpOff, nil, 0); e2 != nil {
+	if err := d.x.EnableLogDirty(d.id); err != nil {
+		if e2 := d.x.DisableLogDirty(d.id); e2 != nil {
 			return err
 		}
-		if _, err = d.shadowOp(shadowOpEnableLogDirty, nil, 0); err != nil {
-			return err
-		}
+		return d.x.EnableLogDirty(d.id)
 	}
 	return nil
 }
 
-func (d *xenDomain) DisableLogDirty() error {
-	_, err := d.shadowOp(shadowOpOff, nil, 0)
-	return err
-}
+// DisableLogDirty implements Domain.
+func (d *xenDomain) DisableLogDirty() error { return d.x.DisableLogDirty(d.id) }
 
-func (d *xenDomain) CleanDirty(bm *Bitmap) (uint64, error) {
-	n := int(bm.Len+63) / 64 * 8
-	if len(d.bitmap) < n {
-		if d.bitmap != nil {
-			d.pc.free(d.bitmap)
-		}
-		b, err := d.pc.alloc(n)
-		if err != nil {
-			return 0, err
-		}
-		d.bitmap = b
-	}
-	u, err := d.shadowOp(shadowOpClean, d.bitmap, bm.Len)
-	if err != nil {
+// CleanDirty implements Domain.
+func (d *xenDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
+	if _, err := d.x.CleanDirty(d.id, bm); err != nil {
 		return 0, err
 	}
-	if got := le.Uint64(u[24:]); got != bm.Len {
-		return 0, fmt.Errorf("log-dirty clean covered %d frames, want %d", got, bm.Len)
-	}
-	for i := range bm.Words {
-		bm.Words[i] = le.Uint64(d.bitmap[8*i:])
-	}
-	bm.trim()
-	return bm.Count(), nil
+	return uint64(bm.Count()), nil
 }
 
+// PageTypes implements Domain (XEN_DOMCTL_getpageframeinfo3).
 func (d *xenDomain) PageTypes(pfns []uint64, types []uint32) error {
-	arr := d.pfnBuf[:8*len(pfns)]
-	for i, p := range pfns {
-		le.PutUint64(arr[8*i:], p)
-	}
-	if _, err := d.pc.domctl(domctlGetPageFrameInfo3, d.id, func(u []byte) {
-		le.PutUint64(u[0:], uint64(len(pfns)))
-		le.PutUint64(u[8:], addr(arr))
-	}); err != nil {
+	g := d.gfns[:len(pfns)]
+	copy(g, pfns)
+	if err := d.x.GetPageFrameInfo3(d.id, g); err != nil {
 		return err
 	}
-	for i := range pfns {
-		types[i] = uint32(le.Uint64(arr[8*i:])) & PageTypeMask
+	for i := range g {
+		types[i] = uint32(g[i]) & PageTypeMask
 	}
 	return nil
 }
 
+// foreignMap is a MMAPBATCH_V2 mapping of guest frames.
+type foreignMap struct {
+	mem  []byte
+	errs []int32
+}
+
+// Page implements PageMap.
+func (m *foreignMap) Page(i int) ([]byte, error) {
+	if m.errs[i] != 0 {
+		return nil, unix.Errno(-m.errs[i])
+	}
+	return m.mem[i*PageSize : (i+1)*PageSize], nil
+}
+
+// Contiguous returns the whole mapping: page i at offset i*PageSize.
+func (m *foreignMap) Contiguous() []byte { return m.mem }
+
+// Unmap implements PageMap.
+func (m *foreignMap) Unmap() error { return privcmd.Munmap(m.mem) }
+
+// MapPages implements Domain (IOCTL_PRIVCMD_MMAPBATCH_V2, read-only).
 func (d *xenDomain) MapPages(pfns []uint64) (PageMap, error) {
-	return d.pc.mapForeign(d.id, pfns, d.mapErrs)
-}
-
-func (d *xenDomain) HVMContext() ([]byte, error) {
-	u, err := d.pc.domctl(domctlGetHVMContext, d.id, nil)
-	if err != nil {
+	errs := d.mapErrs[:len(pfns)]
+	mem, err := d.dev.MmapBatchV2(uint16(d.id), pfns, errs, unix.PROT_READ)
+	if err != nil && !errors.Is(err, privcmd.ErrPartial) {
 		return nil, err
 	}
-	size := le.Uint32(u[0:])
-	if size == 0 || size > 1<<24 {
-		return nil, fmt.Errorf("implausible HVM context size %d", size)
-	}
-	buf, err := d.pc.alloc(int(size))
-	if err != nil {
-		return nil, err
-	}
-	defer d.pc.free(buf)
-	u, err = d.pc.domctl(domctlGetHVMContext, d.id, func(u []byte) {
-		le.PutUint32(u[0:], size)
-		le.PutUint64(u[8:], addr(buf))
-	})
-	if err != nil {
-		return nil, err
-	}
-	n := le.Uint32(u[0:])
-	if n > size {
-		return nil, fmt.Errorf("HVM context grew to %d bytes", n)
-	}
-	return append([]byte(nil), buf[:n]...), nil
+	return &foreignMap{mem: mem, errs: errs}, nil
 }
 
-func (d *xenDomain) HVMParam(index uint32) (uint64, error) {
-	b := d.pc.small[:16]
-	clear(b)
-	le.PutUint16(b[0:], uint16(d.id))
-	le.PutUint32(b[4:], index)
-	if _, err := d.pc.hypercall(hypercallHVMOp, hvmopGetParam, addr(b)); err != nil {
-		return 0, fmt.Errorf("HVMOP_get_param %d: %w", index, err)
-	}
-	return le.Uint64(b[8:]), nil
-}
+// HVMContext implements Domain.
+func (d *xenDomain) HVMContext() ([]byte, error) { return d.x.GetHVMContext(d.id) }
 
-func (d *xenDomain) CPUPolicy() ([]byte, []byte, error) {
-	u, err := d.pc.domctl(domctlGetCPUPolicy, d.id, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	nl, nm := le.Uint32(u[0:]), le.Uint32(u[4:])
-	if nl > 1<<16 || nm > 1<<16 {
-		return nil, nil, fmt.Errorf("implausible cpu policy size %d leaves %d msrs", nl, nm)
-	}
-	leaves, err := d.pc.alloc(int(nl)*24 + 8)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer d.pc.free(leaves)
-	msrs, err := d.pc.alloc(int(nm)*16 + 8)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer d.pc.free(msrs)
-	u, err = d.pc.domctl(domctlGetCPUPolicy, d.id, func(u []byte) {
-		le.PutUint32(u[0:], nl)
-		le.PutUint32(u[4:], nm)
-		le.PutUint64(u[8:], addr(leaves))
-		le.PutUint64(u[16:], addr(msrs))
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	gl, gm := le.Uint32(u[0:]), le.Uint32(u[4:])
-	if gl > nl || gm > nm {
-		return nil, nil, fmt.Errorf("cpu policy grew: %d/%d leaves, %d/%d msrs", gl, nl, gm, nm)
-	}
-	return append([]byte(nil), leaves[:gl*24]...), append([]byte(nil), msrs[:gm*16]...), nil
-}
+// HVMParam implements Domain.
+func (d *xenDomain) HVMParam(index uint32) (uint64, error) { return d.x.GetHVMParam(d.id, index) }
 
+// CPUPolicy implements Domain.
+func (d *xenDomain) CPUPolicy() ([]byte, []byte, error) { return d.x.GetCPUPolicy(d.id) }
+
+// TSCInfo implements Domain.
 func (d *xenDomain) TSCInfo() (TSCInfo, error) {
-	u, err := d.pc.domctl(domctlGetTSCInfo, d.id, nil)
-	if err != nil {
-		return TSCInfo{}, err
-	}
-	return TSCInfo{Mode: le.Uint32(u[0:]), KHz: le.Uint32(u[4:]), Incarnation: le.Uint32(u[8:]), Nsec: le.Uint64(u[16:])}, nil
+	t, err := d.x.GetTSCInfo(d.id)
+	return TSCInfo{Mode: t.Mode, KHz: t.KHz, Nsec: t.ElapsedNsec, Incarnation: t.Incarnation}, err
 }
 
 // Destroy destroys the domain and removes what the toolstack kept about it:
@@ -355,7 +325,7 @@ func (d *xenDomain) Destroy() error {
 	uuid := formatUUID(info.Handle)
 	var err error
 	for try := 0; try < 100; try++ {
-		_, err = d.pc.domctl(domctlDestroyDomain, d.id, nil)
+		_, err = d.domctl(domctlDestroyDomain, nil)
 		if !errors.Is(err, unix.EAGAIN) {
 			break
 		}
@@ -364,24 +334,34 @@ func (d *xenDomain) Destroy() error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := xsCtx()
+	defer cancel()
 	paths := []string{
 		fmt.Sprintf("/local/domain/%d", d.id),
 		fmt.Sprintf("/libxl/%d", d.id),
 		"/vm/" + uuid,
 	}
-	if kinds, err := d.xs.Directory("/local/domain/0/backend"); err == nil {
+	if kinds, err := d.xs.Directory(ctx, "/local/domain/0/backend"); err == nil {
 		for _, k := range kinds {
 			paths = append(paths, fmt.Sprintf("/local/domain/0/backend/%s/%d", k, d.id))
 		}
 	}
 	for _, p := range paths {
-		d.xs.Remove(p) // absent paths are fine
+		d.xs.Rm(ctx, p) // absent paths are fine
 	}
 	files, _ := filepath.Glob(fmt.Sprintf("/var/lib/xen/userdata-d.%d.%s.*", d.id, uuid))
 	for _, f := range files {
 		os.Remove(f)
 	}
 	return nil
+}
+
+// rename sets the domain's name in xenstore (xl migrate renames the source
+// to NAME--migratedaway before the receiver takes the name).
+func (d *xenDomain) rename(to string) error {
+	ctx, cancel := xsCtx()
+	defer cancel()
+	return d.xs.Write(ctx, fmt.Sprintf("/local/domain/%d/name", d.id), []byte(to))
 }
 
 func formatUUID(h [16]byte) string {
