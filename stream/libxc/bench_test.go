@@ -9,8 +9,8 @@ import (
 )
 
 const (
-	benchBatch   = 1024                  // pages per PAGE_DATA record, as Xen writes them
-	benchRecords = 256                   // 256 records of 4 MiB: a 1 GiB stream
+	benchBatch   = 1024 // pages per PAGE_DATA record, as Xen writes them
+	benchRecords = 256  // 256 records of 4 MiB: a 1 GiB stream
 	benchRecSize = 8 + 8 + 8*benchBatch + benchBatch*PageSize
 )
 
