@@ -5,8 +5,11 @@
 // it as given), and hands out every header and record in stream order with
 // its absolute byte offset, plus page statistics for PAGE_DATA records.
 //
-// An Encoder writes the items back through the layers' Writers; for a valid
-// input the output is byte-identical.
+// The libxc layer is read and validated by package stream/libxc (through
+// libxl.Reader.Libxc inside a libxl stream); the walker adds offsets, page
+// statistics and the xl migration trailer. An Encoder writes the items back
+// through the layers' Writers (xl.Writer, libxl.Writer, libxc.Writer); for a
+// valid input the output is byte-identical.
 package image
 
 import (

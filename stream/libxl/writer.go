@@ -21,6 +21,7 @@ type countingWriter struct {
 	off int64
 }
 
+// Write writes p and counts the bytes.
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.off += int64(n)
