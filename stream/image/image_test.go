@@ -311,6 +311,9 @@ func TestXenVerifier(t *testing.T) {
 	known := map[string]string{
 		"synthetic-pvh-checkpointed.libxl": "its nested libxc read runs to the first libxc END, so libxl CHECKPOINT_END is mis-read as a libxc record",
 		"trailing-junk.xl":                 "it stops at the libxl END and never looks at trailing bytes",
+		"libxl-options-bit16.xl":           "its reserved-options mask is 0xfffc, so bits 16-31 go unchecked",
+		"libxl-big-endian.xl":              "its endianness test masks with the bit number (0), so it never fires",
+		"libxl-optional-record.xl":         "it rejects every unknown record type, even with the optional bit 0x80000000",
 	}
 	dir := t.TempDir()
 	type fx struct {
@@ -322,7 +325,20 @@ func TestXenVerifier(t *testing.T) {
 		all = append(all, fx{f.name, f.format.String(), fixture(t, f.name)})
 	}
 	all = append(all, fx{"guest1-pv-migrate-failed.xl", "xl", fixture(t, "guest1-pv-migrate-failed.xl")})
-	all = append(all, fx{"trailing-junk.xl", "xl", append(append([]byte(nil), fixture(t, "guest1-pv.xl")...), "junk"...)})
+	pv := fixture(t, "guest1-pv.xl")
+	all = append(all, fx{"trailing-junk.xl", "xl", append(append([]byte(nil), pv...), "junk"...)})
+	lh := bytes.Index(pv, []byte("LibxlFmt"))
+	setOptions := func(b0 byte, b3 byte) []byte {
+		b := append([]byte(nil), pv...)
+		b[lh+12], b[lh+15] = b0, b3
+		return b
+	}
+	all = append(all, fx{"libxl-options-bit16.xl", "xl", setOptions(0, 0)})
+	all[len(all)-1].data[lh+13] = 1 // options 0x00010000
+	all = append(all, fx{"libxl-big-endian.xl", "xl", setOptions(0, 1)})
+	// An optional libxl record (type 0x80001234) before the libxl END.
+	opt := append(append([]byte(nil), pv[:len(pv)-8]...), 0x34, 0x12, 0, 0x80, 4, 0, 0, 0, 'a', 'b', 'c', 'd', 0, 0, 0, 0)
+	all = append(all, fx{"libxl-optional-record.xl", "xl", append(opt, pv[len(pv)-8:]...)})
 	for _, f := range all {
 		path := filepath.Join(dir, f.name)
 		os.WriteFile(path, f.data, 0o644)
