@@ -18,7 +18,7 @@ func Example() {
 	w.WriteRecord(&libxc.X86CPUIDPolicy{Leaves: []libxc.CPUIDLeaf{{Leaf: 1}}})
 	w.WriteRecord(&libxc.X86MSRPolicy{Entries: []libxc.MSREntry{{Index: 0xce}}})
 	w.WriteRecord(&libxc.StaticDataEnd{})
-	page := bytes.Repeat([]byte("guest data "), 372)[:libxc.PageSize]
+	page := bytes.Repeat([]byte("guest data "), 373)[:libxc.PageSize]
 	data := append(append(make([]byte, libxc.PageSize), page...), page...)
 	w.WriteRecord(&libxc.PageData{Entries: []uint64{0x10, 0x11, 0x12}, Data: data})
 	w.WriteRecord(&libxc.HVMContext{Data: []byte{1}})
