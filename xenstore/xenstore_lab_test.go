@@ -51,7 +51,7 @@ func TestLabThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	const n = 2000
+	const n = 600
 	base := "/xensr-bench"
 	defer c.Rm(ctx, base)
 
@@ -96,7 +96,7 @@ func TestLabThroughput(t *testing.T) {
 
 	// The C tools: one process does many writes (xenstore-write takes
 	// path/value pairs) and one many reads, each call synchronous.
-	const cn = 500
+	const cn = 200
 	wargs := make([]string, 0, 2*cn)
 	rargs := make([]string, 0, cn)
 	for i := 0; i < cn; i++ {
