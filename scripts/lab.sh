@@ -14,7 +14,7 @@
 #   XENSR_LAB_XS        xenstored flavours to boot (default "c ocaml")
 #   XENSR_LAB_XS_PKGS   packages also run under oxenstored (default ./xenstore)
 #   XENSR_LAB_OUT       output folder kept after the run (default: a temp dir)
-#   XENSR_LAB_TIMEOUT   seconds one boot may take (default 1500)
+#   XENSR_LAB_TIMEOUT   seconds one boot may take (default 2400)
 #   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
 # qemu-system-x86_64 (TCG), with DIR shared into dom0 over virtio-9p, and run
 # DIR/dom0-suite.sh there with xenstored flavour XS (c or ocaml). The console
 # goes to DIR/serial-XS.log. Exits non-zero when qemu fails or the boot
-# outlives XENSR_LAB_TIMEOUT seconds (default 1500).
+# outlives XENSR_LAB_TIMEOUT seconds (default 2400).
 set -euo pipefail
 DIR=$(cd "$1" && pwd)
 XS=${2:-c}
@@ -12,7 +12,7 @@ CPU=${XENSR_LAB_CPU:-qemu64,+svm,+npt} # +svm,+npt gives Xen HAP: PVH guests and
 SMP=${XENSR_LAB_SMP:-2}
 MEM=${XENSR_LAB_MEM:-4096}
 DOM0_MEM=${XENSR_LAB_DOM0_MEM:-1536M}
-TIMEOUT=${XENSR_LAB_TIMEOUT:-1500}
+TIMEOUT=${XENSR_LAB_TIMEOUT:-2400}
 LOG=$DIR/serial-$XS.log
 
 xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all"
