@@ -38,9 +38,10 @@ func (*truncatedError) Error() string        { return "stream truncated" }
 func (*truncatedError) Is(target error) bool { return target == io.ErrUnexpectedEOF }
 
 // A FormatError reports a malformed stream and names where: the layer
-// ("libxc", "libxl", "xl", ...), the absolute byte offset of the record (or
-// header) that is wrong, its index among the layer's records (-1 for a
-// header), its type, and the field at fault (empty for the record as a whole).
+// ("libxc", "libxl", "xl", "pack", "liveupdate", ...), the absolute byte
+// offset of the record (or header, block, address) that is wrong, its index
+// among the layer's records (-1 for a header or anything that is not a
+// record), its type, and the field at fault (empty for the record as a whole).
 type FormatError struct {
 	Layer  string // stream layer, e.g. "libxc"
 	Offset int64  // absolute byte offset of the record or header start
@@ -56,7 +57,7 @@ func (e *FormatError) Error() string {
 	if e.Index >= 0 {
 		where = fmt.Sprintf("record %d (type %#x) at offset %d", e.Index, e.Type, e.Offset)
 	} else {
-		where = "header at " + where
+		where = "at " + where
 	}
 	s := e.Layer + ": " + where
 	if e.Field != "" {

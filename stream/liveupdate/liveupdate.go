@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/xensr/xensr/stream"
 )
 
 // PageSize is the page size of the MFNs.
@@ -53,7 +55,7 @@ type Breadcrumb struct {
 	Length   uint64 // bytes of stream data
 }
 
-// Sentinel errors; an *Error wraps one of them.
+// Sentinel errors; a *stream.FormatError of layer "liveupdate" wraps one of them.
 var (
 	ErrMagic     = errors.New("no live-update breadcrumb (bad magic)")
 	ErrVersion   = errors.New("unsupported breadcrumb version")
@@ -64,20 +66,11 @@ var (
 	ErrTruncated = errors.New("memory image ends inside a page")
 )
 
-// An Error names the field and the physical address at fault.
-type Error struct {
-	Field string
-	Addr  uint64
-	Err   error
+// liveErr returns the *stream.FormatError of the liveupdate layer: the field
+// at fault and its physical address (as Offset).
+func liveErr(field string, addr uint64, err error) error {
+	return &stream.FormatError{Layer: "liveupdate", Offset: int64(addr), Index: -1, Field: field, Err: err}
 }
-
-// Error describes the failure.
-func (e *Error) Error() string {
-	return fmt.Sprintf("liveupdate: %s at physical address %#x: %v", e.Field, e.Addr, e.Err)
-}
-
-// Unwrap returns the sentinel.
-func (e *Error) Unwrap() error { return e.Err }
 
 // Append appends the encoding of b.
 func (b Breadcrumb) Append(dst []byte) []byte {
@@ -93,22 +86,22 @@ func (b Breadcrumb) Append(dst []byte) []byte {
 // addr (used in errors).
 func ParseBreadcrumb(p []byte, addr uint64) (Breadcrumb, error) {
 	if len(p) < BreadcrumbSize {
-		return Breadcrumb{}, &Error{"breadcrumb", addr, ErrTruncated}
+		return Breadcrumb{}, liveErr("breadcrumb", addr, ErrTruncated)
 	}
 	if string(p[:8]) != Magic {
-		return Breadcrumb{}, &Error{"magic", addr, ErrMagic}
+		return Breadcrumb{}, liveErr("magic", addr, ErrMagic)
 	}
 	le := binary.LittleEndian
 	b := Breadcrumb{le.Uint32(p[8:]), le.Uint32(p[12:]), le.Uint64(p[16:]), le.Uint64(p[24:]), le.Uint64(p[32:])}
 	switch {
 	case b.Version != Version:
-		return b, &Error{"version", addr + 8, fmt.Errorf("%w: %d", ErrVersion, b.Version)}
+		return b, liveErr("version", addr+8, fmt.Errorf("%w: %d", ErrVersion, b.Version))
 	case b.Flags != 0:
-		return b, &Error{"flags", addr + 12, ErrReserved}
+		return b, liveErr("flags", addr+12, ErrReserved)
 	case b.NrPages > MaxPages:
-		return b, &Error{"nr_pages", addr + 16, fmt.Errorf("%w: %d pages (max %d)", ErrCount, b.NrPages, MaxPages)}
+		return b, liveErr("nr_pages", addr+16, fmt.Errorf("%w: %d pages (max %d)", ErrCount, b.NrPages, MaxPages))
 	case b.Length > b.NrPages*PageSize || (b.NrPages > 0 && b.Length <= (b.NrPages-1)*PageSize):
-		return b, &Error{"length", addr + 32, fmt.Errorf("%w: %d bytes in %d pages", ErrCount, b.Length, b.NrPages)}
+		return b, liveErr("length", addr+32, fmt.Errorf("%w: %d bytes in %d pages", ErrCount, b.Length, b.NrPages))
 	}
 	return b, nil
 }
@@ -131,11 +124,11 @@ type Stream struct {
 // bootmem region and of each other.
 func Open(ram io.ReaderAt, size uint64, bootmem Region) (*Stream, error) {
 	if bootmem.Len < BreadcrumbSize || bootmem.Start+bootmem.Len > size || bootmem.Start+bootmem.Len < bootmem.Start {
-		return nil, &Error{"bootmem", bootmem.Start, ErrRange}
+		return nil, liveErr("bootmem", bootmem.Start, ErrRange)
 	}
 	var raw [BreadcrumbSize]byte
 	if _, err := ram.ReadAt(raw[:], int64(bootmem.Start)); err != nil {
-		return nil, &Error{"breadcrumb", bootmem.Start, ErrTruncated}
+		return nil, liveErr("breadcrumb", bootmem.Start, ErrTruncated)
 	}
 	b, err := ParseBreadcrumb(raw[:], bootmem.Start)
 	if err != nil {
@@ -143,15 +136,15 @@ func Open(ram io.ReaderAt, size uint64, bootmem Region) (*Stream, error) {
 	}
 	arrLen := b.NrPages * 8
 	if b.MFNArray+arrLen > size || b.MFNArray+arrLen < b.MFNArray {
-		return nil, &Error{"mfn_array", b.MFNArray, ErrRange}
+		return nil, liveErr("mfn_array", b.MFNArray, ErrRange)
 	}
 	if bootmem.overlaps(b.MFNArray, arrLen) {
 		// The design keeps the array outside the breadcrumb's region.
-		return nil, &Error{"mfn_array", b.MFNArray, ErrOverlap}
+		return nil, liveErr("mfn_array", b.MFNArray, ErrOverlap)
 	}
 	arr := make([]byte, arrLen)
 	if _, err := ram.ReadAt(arr, int64(b.MFNArray)); err != nil {
-		return nil, &Error{"mfn_array", b.MFNArray, ErrTruncated}
+		return nil, liveErr("mfn_array", b.MFNArray, ErrTruncated)
 	}
 	s := &Stream{Breadcrumb: b, MFNs: make([]uint64, b.NrPages), ram: ram}
 	seen := make(map[uint64]bool, b.NrPages)
@@ -162,9 +155,9 @@ func Open(ram io.ReaderAt, size uint64, bootmem Region) (*Stream, error) {
 		field := fmt.Sprintf("mfn[%d]", i)
 		switch {
 		case mfn > size/PageSize || addr+PageSize > size:
-			return nil, &Error{field, b.MFNArray + uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrRange, mfn)}
+			return nil, liveErr(field, b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrRange, mfn))
 		case bootmem.overlaps(addr, PageSize) || array.overlaps(addr, PageSize) || seen[mfn]:
-			return nil, &Error{field, b.MFNArray + uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrOverlap, mfn)}
+			return nil, liveErr(field, b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrOverlap, mfn))
 		}
 		seen[mfn] = true
 		s.MFNs[i] = mfn
@@ -193,7 +186,7 @@ func (r *reader) Read(p []byte) (int, error) {
 	m, err := r.s.ram.ReadAt(p[:n], int64(addr))
 	r.off += uint64(m)
 	if err != nil && uint64(m) < n {
-		return m, &Error{fmt.Sprintf("page %d", page), addr, ErrTruncated}
+		return m, liveErr(fmt.Sprintf("page %d", page), addr, ErrTruncated)
 	}
 	return m, nil
 }
@@ -208,11 +201,11 @@ func Layout(ram []byte, bootmem Region, mfnArray uint64, mfns []uint64, data []b
 		return b, err
 	}
 	if bootmem.Start+BreadcrumbSize > uint64(len(ram)) || mfnArray+8*uint64(len(mfns)) > uint64(len(ram)) {
-		return b, &Error{"layout", mfnArray, ErrRange}
+		return b, liveErr("layout", mfnArray, ErrRange)
 	}
 	for i, mfn := range mfns {
 		if mfn*PageSize+PageSize > uint64(len(ram)) {
-			return b, &Error{fmt.Sprintf("mfn[%d]", i), mfn * PageSize, ErrRange}
+			return b, liveErr(fmt.Sprintf("mfn[%d]", i), mfn*PageSize, ErrRange)
 		}
 		binary.LittleEndian.PutUint64(ram[mfnArray+uint64(i)*8:], mfn)
 		chunk := data[min(len(data), i*PageSize):min(len(data), (i+1)*PageSize)]

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
 )
 
@@ -127,7 +128,7 @@ func TestRejectsInconsistencies(t *testing.T) {
 		}), ErrOverlap, "mfn[1]"},
 	} {
 		_, err := Open(bytes.NewReader(tc.ram), uint64(len(tc.ram)), bootmem)
-		var e *Error
+		var e *stream.FormatError
 		if !errors.Is(err, tc.want) || !errors.As(err, &e) || e.Field != tc.field {
 			t.Errorf("%s: %v, want %v in %s", tc.name, err, tc.want, tc.field)
 		}

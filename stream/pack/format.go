@@ -31,8 +31,9 @@ package pack
 
 import (
 	"errors"
-	"fmt"
 	"hash/crc32"
+
+	"github.com/xensr/xensr/stream"
 )
 
 // Magic opens a packed file; EndMagic opens its trailer.
@@ -62,7 +63,7 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Sentinel errors; a *FormatError wraps one of them.
+// Sentinel errors; a *stream.FormatError of layer "pack" wraps one of them.
 var (
 	ErrMagic     = errors.New("not a packed image")
 	ErrChecksum  = errors.New("block checksum mismatch")
@@ -71,17 +72,8 @@ var (
 	ErrNoPage    = errors.New("no such page")
 )
 
-// A FormatError names what is wrong and at which offset of the packed file.
-type FormatError struct {
-	Offset int64
-	What   string
-	Err    error
+// formatErr returns the *stream.FormatError of the pack layer: what is wrong
+// and at which offset of the packed file.
+func formatErr(off int64, what string, err error) error {
+	return &stream.FormatError{Layer: "pack", Offset: off, Index: -1, Field: what, Err: err}
 }
-
-// Error describes the failure.
-func (e *FormatError) Error() string {
-	return fmt.Sprintf("pack: %s at offset %d: %v", e.What, e.Offset, e.Err)
-}
-
-// Unwrap returns the sentinel.
-func (e *FormatError) Unwrap() error { return e.Err }

@@ -49,7 +49,7 @@ func (t *tee) Read(p []byte) (int, error) {
 // take returns the bytes at [off, off+n) and forgets what lies before them.
 func (t *tee) take(off, n int64) ([]byte, error) {
 	if off < t.base || off+n > t.base+int64(len(t.buf)) {
-		return nil, &FormatError{off, "image bytes", ErrCorrupt}
+		return nil, formatErr(off, "image bytes", ErrCorrupt)
 	}
 	b := t.buf[off-t.base : off-t.base+n]
 	return b, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 	"pgregory.net/rapid"
@@ -196,7 +197,7 @@ func TestCorruption(t *testing.T) {
 	packed, _ := roundTrip(t, img, Options{})
 	flip := bytes.Clone(packed)
 	flip[len(Magic)+blockHeader+5] ^= 0x40
-	var fe *FormatError
+	var fe *stream.FormatError
 	if err := Unpack(io.Discard, bytes.NewReader(flip)); !errors.Is(err, ErrChecksum) || !errors.As(err, &fe) || fe.Offset != int64(len(Magic)) {
 		t.Fatalf("flipped byte: %v", err)
 	}

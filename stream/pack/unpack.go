@@ -22,15 +22,15 @@ type block struct {
 func readBlock(r io.Reader, off int64, dst []byte, decode bool) (block, error) {
 	var h [blockHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return block{}, &FormatError{off, "block header", ErrTruncated}
+		return block{}, formatErr(off, "block header", ErrTruncated)
 	}
 	kind := h[0]
 	rawLen, compLen := binary.LittleEndian.Uint32(h[1:]), binary.LittleEndian.Uint32(h[5:])
 	if kind != kindSkeleton && kind != kindPages && kind != kindIndex {
-		return block{}, &FormatError{off, fmt.Sprintf("block kind %#x", kind), ErrCorrupt}
+		return block{}, formatErr(off, fmt.Sprintf("block kind %#x", kind), ErrCorrupt)
 	}
 	if rawLen > MaxBlock || compLen > MaxBlock+MaxBlock/8 {
-		return block{}, &FormatError{off, fmt.Sprintf("block lengths %d/%d", rawLen, compLen), ErrCorrupt}
+		return block{}, formatErr(off, fmt.Sprintf("block lengths %d/%d", rawLen, compLen), ErrCorrupt)
 	}
 	b := block{kind: kind, off: off, size: blockHeader + int64(compLen)}
 	if !decode {
@@ -38,14 +38,14 @@ func readBlock(r io.Reader, off int64, dst []byte, decode bool) (block, error) {
 	}
 	comp := make([]byte, compLen)
 	if _, err := io.ReadFull(r, comp); err != nil {
-		return block{}, &FormatError{off, "block data", ErrTruncated}
+		return block{}, formatErr(off, "block data", ErrTruncated)
 	}
 	if crc32.Checksum(comp, castagnoli) != binary.LittleEndian.Uint32(h[9:]) {
-		return block{}, &FormatError{off, "block", ErrChecksum}
+		return block{}, formatErr(off, "block", ErrChecksum)
 	}
 	raw, err := decoder.DecodeAll(comp, dst[:0])
 	if err != nil || len(raw) != int(rawLen) {
-		return block{}, &FormatError{off, fmt.Sprintf("block data (%v)", err), ErrCorrupt}
+		return block{}, formatErr(off, fmt.Sprintf("block data (%v)", err), ErrCorrupt)
 	}
 	b.raw = raw
 	return b, nil
@@ -60,7 +60,7 @@ const MaxUniqueBytes = 1 << 32
 func Unpack(w io.Writer, r io.Reader) error {
 	var m [len(Magic)]byte
 	if _, err := io.ReadFull(r, m[:]); err != nil || string(m[:]) != Magic {
-		return &FormatError{0, "magic", ErrMagic}
+		return formatErr(0, "magic", ErrMagic)
 	}
 	off := int64(len(Magic))
 	var pages, scratch []byte
@@ -73,7 +73,7 @@ func Unpack(w io.Writer, r io.Reader) error {
 		switch b.kind {
 		case kindPages:
 			if len(b.raw)%pageSize != 0 || len(pages)+len(b.raw) > MaxUniqueBytes {
-				return &FormatError{b.off, "page block length", ErrCorrupt}
+				return formatErr(b.off, "page block length", ErrCorrupt)
 			}
 			pages = append(pages, b.raw...)
 		case kindSkeleton:
@@ -88,10 +88,10 @@ func Unpack(w io.Writer, r io.Reader) error {
 		case kindIndex:
 			var tr [trailerSz]byte
 			if _, err := io.ReadFull(r, tr[:]); err != nil || string(tr[:8]) != EndMagic {
-				return &FormatError{off, "trailer", ErrTruncated}
+				return formatErr(off, "trailer", ErrTruncated)
 			}
 			if got := int64(binary.LittleEndian.Uint64(tr[8:])); got != b.off {
-				return &FormatError{off, fmt.Sprintf("trailer names the index at %d, found at %d", got, b.off), ErrCorrupt}
+				return formatErr(off, fmt.Sprintf("trailer names the index at %d, found at %d", got, b.off), ErrCorrupt)
 			}
 			return nil
 		}
@@ -107,7 +107,7 @@ var zeros [pageSize]byte
 // expand writes a skeleton block's ops; page(id) returns page id (>= 1).
 func expand(w io.Writer, b block, page func(id uint64) ([]byte, error)) error {
 	ops := b.raw
-	bad := func(what string) error { return &FormatError{b.off, "skeleton: " + what, ErrCorrupt} }
+	bad := func(what string) error { return formatErr(b.off, "skeleton: "+what, ErrCorrupt) }
 	for len(ops) > 0 {
 		if len(ops) < 5 {
 			return bad("short op")
@@ -181,35 +181,35 @@ type pblock struct {
 func Open(r io.ReaderAt, size int64) (*File, error) {
 	var m [len(Magic)]byte
 	if _, err := r.ReadAt(m[:], 0); err != nil || string(m[:]) != Magic {
-		return nil, &FormatError{0, "magic", ErrMagic}
+		return nil, formatErr(0, "magic", ErrMagic)
 	}
 	var tr [trailerSz]byte
 	if size < int64(len(Magic))+trailerSz {
-		return nil, &FormatError{size, "trailer", ErrTruncated}
+		return nil, formatErr(size, "trailer", ErrTruncated)
 	}
 	if _, err := r.ReadAt(tr[:], size-trailerSz); err != nil || string(tr[:8]) != EndMagic {
-		return nil, &FormatError{size - trailerSz, "trailer", ErrTruncated}
+		return nil, formatErr(size-trailerSz, "trailer", ErrTruncated)
 	}
 	idxOff := int64(binary.LittleEndian.Uint64(tr[8:]))
 	if idxOff < int64(len(Magic)) || idxOff >= size-trailerSz {
-		return nil, &FormatError{size - trailerSz, "index offset", ErrCorrupt}
+		return nil, formatErr(size-trailerSz, "index offset", ErrCorrupt)
 	}
 	ib, err := readBlock(io.NewSectionReader(r, idxOff, size-trailerSz-idxOff), idxOff, nil, true)
 	if err != nil {
 		return nil, err
 	}
 	if ib.kind != kindIndex {
-		return nil, &FormatError{idxOff, "index block kind", ErrCorrupt}
+		return nil, formatErr(idxOff, "index block kind", ErrCorrupt)
 	}
 	f := &File{r: r, pages: map[[2]uint64]uint32{}, Size: size}
 	idx := ib.raw
 	if len(idx) < 4 {
-		return nil, &FormatError{idxOff, "index", ErrCorrupt}
+		return nil, formatErr(idxOff, "index", ErrCorrupt)
 	}
 	np := int(binary.LittleEndian.Uint32(idx))
 	idx = idx[4:]
 	if np*8 > len(idx) || (len(idx)-np*8)%16 != 0 {
-		return nil, &FormatError{idxOff, "index length", ErrCorrupt}
+		return nil, formatErr(idxOff, "index length", ErrCorrupt)
 	}
 	for i := 0; i < np; i++ {
 		f.pblocks = append(f.pblocks, pblock{first: binary.LittleEndian.Uint32(idx[i*8:]), count: binary.LittleEndian.Uint32(idx[i*8+4:])})
@@ -229,19 +229,19 @@ func Open(r io.ReaderAt, size int64) (*File, error) {
 		switch b.kind {
 		case kindPages:
 			if pi >= len(f.pblocks) {
-				return nil, &FormatError{off, "page block not in the index", ErrCorrupt}
+				return nil, formatErr(off, "page block not in the index", ErrCorrupt)
 			}
 			f.pblocks[pi].off = off
 			pi++
 		case kindSkeleton:
 			f.skel = append(f.skel, off)
 		default:
-			return nil, &FormatError{off, "second index block", ErrCorrupt}
+			return nil, formatErr(off, "second index block", ErrCorrupt)
 		}
 		off += b.size
 	}
 	if off != idxOff || pi != len(f.pblocks) {
-		return nil, &FormatError{off, "block chain does not meet the index", ErrCorrupt}
+		return nil, formatErr(off, "block chain does not meet the index", ErrCorrupt)
 	}
 	return f, nil
 }
@@ -268,12 +268,12 @@ func (f *File) Page(round int, pfn uint64) ([]byte, error) {
 			}
 			i := int(id - pb.first)
 			if (i+1)*pageSize > len(b.raw) {
-				return nil, &FormatError{pb.off, "page block shorter than its count", ErrCorrupt}
+				return nil, formatErr(pb.off, "page block shorter than its count", ErrCorrupt)
 			}
 			return b.raw[i*pageSize : (i+1)*pageSize], nil
 		}
 	}
-	return nil, &FormatError{0, fmt.Sprintf("page id %d in no block", id), ErrCorrupt}
+	return nil, formatErr(0, fmt.Sprintf("page id %d in no block", id), ErrCorrupt)
 }
 
 // NonPage writes every byte of the image that is not page contents (the
