@@ -7,9 +7,9 @@ import (
 )
 
 // prepareConfig turns the libxl JSON xl keeps for a running domain into
-// what `xl save` puts in its header: the same configuration, without a
-// requested domid (c_info.domid), so the restore picks a fresh one, as xl
-// save does without -p... and without trailing NULs.
+// what `xl save` puts in its header: the same configuration without a
+// requested domid (c_info.domid), so the restore picks a fresh one as after
+// a plain `xl save`, and without trailing NULs.
 func prepareConfig(b []byte) ([]byte, error) {
 	b = bytes.TrimRight(b, "\x00 \n")
 	var top map[string]json.RawMessage
