@@ -7,11 +7,11 @@ import (
 )
 
 func TestIoctlNumbersAgainstC(t *testing.T) {
-	ours := map[string]uintptr{
-		"IOCTL_GNTDEV_MAP_GRANT_REF": IoctlGntdevMapGrantRef, "IOCTL_GNTDEV_UNMAP_GRANT_REF": IoctlGntdevUnmapGrantRef,
-		"IOCTL_GNTDEV_SET_UNMAP_NOTIFY": IoctlGntdevSetUnmapNotify, "IOCTL_GNTDEV_GRANT_COPY": IoctlGntdevGrantCopy,
-		"IOCTL_GNTALLOC_ALLOC_GREF": IoctlGntallocAllocGref, "IOCTL_GNTALLOC_DEALLOC_GREF": IoctlGntallocDeallocGref,
-		"IOCTL_GNTALLOC_SET_UNMAP_NOTIFY": IoctlGntallocSetUnmapNotify,
+	ours := map[string]uint64{
+		"IOCTL_GNTDEV_MAP_GRANT_REF": uint64(IoctlGntdevMapGrantRef), "IOCTL_GNTDEV_UNMAP_GRANT_REF": uint64(IoctlGntdevUnmapGrantRef),
+		"IOCTL_GNTDEV_SET_UNMAP_NOTIFY": uint64(IoctlGntdevSetUnmapNotify), "IOCTL_GNTDEV_GRANT_COPY": uint64(IoctlGntdevGrantCopy),
+		"IOCTL_GNTALLOC_ALLOC_GREF": uint64(IoctlGntallocAllocGref), "IOCTL_GNTALLOC_DEALLOC_GREF": uint64(IoctlGntallocDeallocGref),
+		"IOCTL_GNTALLOC_SET_UNMAP_NOTIFY": uint64(IoctlGntallocSetUnmapNotify),
 		"UNMAP_NOTIFY_CLEAR_BYTE":         NotifyClearByte, "UNMAP_NOTIFY_SEND_EVENT": NotifySendEvent,
 		"sizeof(struct ioctl_gntdev_grant_copy_segment)": 24, "GNTCOPY_source_gref": 1, "GNTCOPY_dest_gref": 2,
 		"GTF_permit_access": TypePermitAccess, "GTF_transitive": TypeTransitive, "GTF_readonly": FlagReadonly,
@@ -21,19 +21,5 @@ func TestIoctlNumbersAgainstC(t *testing.T) {
 		"offsetof(grant_entry_v2_t, full_page.frame)": 8, "offsetof(grant_entry_v2_t, transitive.gref)": 8,
 		"GNTALLOC_FLAG_WRITABLE": 1,
 	}
-	body := ""
-	i := 0
-	names := map[string]string{}
-	for expr := range ours {
-		n := "v" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-		names[n] = expr
-		body += cheader.Print(n, expr)
-		i++
-	}
-	c := cheader.Run(t, body)
-	for n, expr := range names {
-		if uint64(ours[expr]) != c[n] {
-			t.Errorf("%s: Go %#x, C %#x", expr, ours[expr], c[n])
-		}
-	}
+	cheader.Compare(t, ours)
 }

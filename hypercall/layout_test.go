@@ -1,7 +1,6 @@
 package hypercall
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/xensr/xensr/internal/cheader"
@@ -28,7 +27,7 @@ func TestLayoutsAgainstC(t *testing.T) {
 		"XEN_DOMINF_paused": DomainPaused, "XEN_DOMINF_blocked": DomainBlocked, "XEN_DOMINF_running": DomainRunning,
 		"XEN_DOMINF_debugged": DomainDebugged, "XEN_DOMINF_xs_domain": DomainXenstore, "XEN_DOMINF_hap": DomainHAP,
 		"sizeof(struct xen_domctl_getdomaininfo)": gdiSize,
-		"sizeof(struct xen_hvm_param)": hvmParamSize, "offsetof(struct xen_hvm_param, domid)": hvmParamDomid,
+		"sizeof(struct xen_hvm_param)":            hvmParamSize, "offsetof(struct xen_hvm_param, domid)": hvmParamDomid,
 		"offsetof(struct xen_hvm_param, index)": hvmParamIndex, "offsetof(struct xen_hvm_param, value)": hvmParamValue,
 		"sizeof(struct xen_domctl_tsc_info)": tscInfoSize, "sizeof(xen_cpuid_leaf_t)": cpuidLeafSize, "sizeof(xen_msr_entry_t)": msrEntrySize,
 	}
@@ -55,20 +54,6 @@ func TestLayoutsAgainstC(t *testing.T) {
 	} {
 		ours[expr] = off
 	}
-	body := ""
-	names := map[string]string{}
-	i := 0
-	for expr := range ours {
-		name := fmt.Sprintf("v%d", i)
-		names[name] = expr
-		body += cheader.Print(name, expr)
-		i++
-	}
-	c := cheader.Run(t, body)
-	for name, expr := range names {
-		if c[name] != ours[expr] {
-			t.Errorf("%s: Go has %d, C has %d", expr, ours[expr], c[name])
-		}
-	}
+	cheader.Compare(t, ours)
 	t.Logf("%d layout facts agree with the C headers", len(ours))
 }

@@ -12,16 +12,16 @@ import (
 func TestIoctlNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		got  uintptr
-		want uintptr
+		got  uint64
+		want uint64
 	}{
-		{"HYPERCALL", IoctlHypercall, 0x305000},
-		{"MMAP", IoctlMmap, 0x105002},
-		{"MMAPBATCH", IoctlMmapBatch, 0x185003},
-		{"MMAPBATCH_V2", IoctlMmapBatchV2, 0x205004},
-		{"DM_OP", IoctlDMOp, 0x105005},
-		{"RESTRICT", IoctlRestrict, 0x25006},
-		{"MMAP_RESOURCE", IoctlMmapResource, 0x205007},
+		{"HYPERCALL", uint64(IoctlHypercall), 0x305000},
+		{"MMAP", uint64(IoctlMmap), 0x105002},
+		{"MMAPBATCH", uint64(IoctlMmapBatch), 0x185003},
+		{"MMAPBATCH_V2", uint64(IoctlMmapBatchV2), 0x205004},
+		{"DM_OP", uint64(IoctlDMOp), 0x105005},
+		{"RESTRICT", uint64(IoctlRestrict), 0x25006},
+		{"MMAP_RESOURCE", uint64(IoctlMmapResource), 0x205007},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("IOCTL_PRIVCMD_%s = %#x, want %#x", tc.name, tc.got, tc.want)
@@ -31,20 +31,10 @@ func TestIoctlNumbers(t *testing.T) {
 
 // TestIoctlNumbersAgainstC compares with the C headers themselves.
 func TestIoctlNumbersAgainstC(t *testing.T) {
-	body := ""
-	ours := map[string]uintptr{
-		"IOCTL_PRIVCMD_HYPERCALL": IoctlHypercall, "IOCTL_PRIVCMD_MMAP": IoctlMmap,
-		"IOCTL_PRIVCMD_MMAPBATCH": IoctlMmapBatch, "IOCTL_PRIVCMD_MMAPBATCH_V2": IoctlMmapBatchV2,
-		"IOCTL_PRIVCMD_DM_OP": IoctlDMOp, "IOCTL_PRIVCMD_RESTRICT": IoctlRestrict,
-		"IOCTL_PRIVCMD_MMAP_RESOURCE": IoctlMmapResource,
-	}
-	for name := range ours {
-		body += cheader.Print(name, name)
-	}
-	c := cheader.Run(t, body)
-	for name, v := range ours {
-		if uint64(v) != c[name] {
-			t.Errorf("%s = %#x, C says %#x", name, v, c[name])
-		}
-	}
+	cheader.Compare(t, map[string]uint64{
+		"IOCTL_PRIVCMD_HYPERCALL": uint64(IoctlHypercall), "IOCTL_PRIVCMD_MMAP": uint64(IoctlMmap),
+		"IOCTL_PRIVCMD_MMAPBATCH": uint64(IoctlMmapBatch), "IOCTL_PRIVCMD_MMAPBATCH_V2": uint64(IoctlMmapBatchV2),
+		"IOCTL_PRIVCMD_DM_OP": uint64(IoctlDMOp), "IOCTL_PRIVCMD_RESTRICT": uint64(IoctlRestrict),
+		"IOCTL_PRIVCMD_MMAP_RESOURCE": uint64(IoctlMmapResource),
+	})
 }

@@ -76,3 +76,24 @@ func Run(t testing.TB, body string) map[string]uint64 {
 func Print(name, expr string) string {
 	return `printf("%s %llu\n", "` + name + `", (unsigned long long)(` + expr + `));` + "\n"
 }
+
+// Compare checks that each C expression (a constant, sizeof or offsetof)
+// evaluates to the Go side's value, reporting every mismatch.
+func Compare(t testing.TB, want map[string]uint64) {
+	t.Helper()
+	body := ""
+	names := map[string]string{}
+	i := 0
+	for expr := range want {
+		name := "v" + strconv.Itoa(i)
+		names[name] = expr
+		body += Print(name, expr)
+		i++
+	}
+	got := Run(t, body)
+	for name, expr := range names {
+		if got[name] != want[expr] {
+			t.Errorf("%s: Go has %#x, C has %#x", expr, want[expr], got[name])
+		}
+	}
+}
