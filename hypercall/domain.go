@@ -176,3 +176,52 @@ func (x *Xen) MaximumGPFN(dom uint32) (uint64, error) {
 	}
 	return r, nil
 }
+
+// DestroyDomain destroys a domain (XEN_DOMCTL_destroydomain). Xen answers
+// EAGAIN while it is still releasing the domain's memory; the caller
+// retries.
+func (x *Xen) DestroyDomain(dom uint32) error {
+	return x.domctl("destroydomain", domctlDestroyDomain, dom, Unsafe, nil, nil)
+}
+
+// ResumeDomain resumes a domain that suspended itself
+// (XEN_DOMCTL_resumedomain), after a save that failed or a checkpoint.
+func (x *Xen) ResumeDomain(dom uint32) error {
+	return x.domctl("resumedomain", domctlResumeDomain, dom, Unsafe, nil, nil)
+}
+
+// GetVCPUContext returns the vcpu_guest_context_t of one vCPU
+// (XEN_DOMCTL_getvcpucontext): VCPUContextSize bytes on x86-64.
+func (x *Xen) GetVCPUContext(dom, vcpu uint32) ([]byte, error) {
+	buf, err := x.Pool.Get(VCPUContextSize, Out)
+	if err != nil {
+		return nil, err
+	}
+	defer buf.Free()
+	err = x.domctl("getvcpucontext", domctlGetVCPUContext, dom, Safe, func(u []byte) {
+		le.PutUint32(u[vcpuctxVCPU:], vcpu)
+		le.PutUint64(u[vcpuctxCtxt:], buf.Addr())
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), buf.Bytes()...), nil
+}
+
+// SetVCPUContext loads a vcpu_guest_context_t into one vCPU
+// (XEN_DOMCTL_setvcpucontext).
+func (x *Xen) SetVCPUContext(dom, vcpu uint32, ctx []byte) error {
+	if len(ctx) != VCPUContextSize {
+		return &Error{Op: "setvcpucontext", Domain: dom, Err: fmt.Errorf("context of %d bytes, want %d", len(ctx), VCPUContextSize)}
+	}
+	buf, err := x.Pool.Get(VCPUContextSize, In)
+	if err != nil {
+		return err
+	}
+	defer buf.Free()
+	copy(buf.Bytes(), ctx)
+	return x.domctl("setvcpucontext", domctlSetVCPUContext, dom, Unsafe, func(u []byte) {
+		le.PutUint32(u[vcpuctxVCPU:], vcpu)
+		le.PutUint64(u[vcpuctxCtxt:], buf.Addr())
+	}, nil)
+}

@@ -14,6 +14,10 @@ const (
 
 // Domctl and sysctl commands.
 const (
+	domctlDestroyDomain     = 2
+	domctlSetVCPUContext    = 12
+	domctlGetVCPUContext    = 13
+	domctlResumeDomain      = 27
 	domctlPauseDomain       = 3
 	domctlUnpauseDomain     = 4
 	domctlGetDomainInfo     = 5
@@ -24,6 +28,14 @@ const (
 	domctlGetPageFrameInfo3 = 61
 	domctlGetCPUPolicy      = 82
 	sysctlGetDomainInfoList = 6
+)
+
+// struct xen_domctl_vcpucontext, and the size of vcpu_guest_context_t.
+const (
+	vcpuctxVCPU = 0
+	vcpuctxCtxt = 8
+	// VCPUContextSize is sizeof(vcpu_guest_context_t) on x86-64.
+	VCPUContextSize = 5168
 )
 
 // struct xen_domctl_getdomaininfo.

@@ -18,38 +18,11 @@ import (
 	"github.com/xensr/xensr/xenstore"
 )
 
-// Domctls that package hypercall does not wrap yet, issued here through
-// its Call with a buffer from its Pool (see the report: candidates to move
-// into hypercall).
+// Offsets into vcpu_guest_context_t (x86-64) and HVM parameters used here.
 const (
-	domctlDestroyDomain  = 2
-	domctlSetVCPUContext = 12
-	domctlGetVCPUContext = 13
-	domctlResumeDomain   = 27
-
-	domctlSize      = 144  // sizeof(struct xen_domctl)
-	domctlUnion     = 16   // offsetof(struct xen_domctl, u)
-	vcpuCtxtPtr     = 8    // offsetof(struct xen_domctl_vcpucontext, ctxt)
-	vcpuContextSize = 5168 // sizeof(vcpu_guest_context_t), x86_64
-	vcpuContextRAX  = 600  // offsetof(user_regs) 520 + offsetof(rax) 80
-
+	vcpuContextRAX      = 600 // offsetof(user_regs) 520 + offsetof(rax) 80
 	hvmParamCallbackIRQ = 0
 )
-
-// DomctlError is a failed domctl issued by xsrsave itself: which command,
-// which domain, the errno.
-type DomctlError struct {
-	Cmd    uint32
-	Domain uint32
-	Err    error
-}
-
-func (e *DomctlError) Error() string {
-	return fmt.Sprintf("domctl %d (domain %d): %v", e.Cmd, e.Domain, e.Err)
-}
-
-// Unwrap returns the errno.
-func (e *DomctlError) Unwrap() error { return e.Err }
 
 // xenDomain implements Domain with packages privcmd (foreign mapping),
 // hypercall (typed hypercalls over pinned buffers) and xenstore.
@@ -186,7 +159,7 @@ func (d *xenDomain) Resume() error {
 			return err
 		}
 	}
-	if _, err := d.domctl(domctlResumeDomain, nil); err != nil {
+	if err := d.x.ResumeDomain(d.id); err != nil {
 		return err
 	}
 	ctx, cancel := xsCtx()
@@ -197,44 +170,15 @@ func (d *xenDomain) Resume() error {
 	return nil
 }
 
-// domctl issues XEN_DOMCTL cmd on the domain through hypercall's Call with
-// a pool buffer. fill writes the 128-byte union; the union after the call
-// is returned.
-func (d *xenDomain) domctl(cmd uint32, fill func(u []byte)) ([]byte, error) {
-	buf, err := d.x.Pool.Get(domctlSize, hypercall.InOut)
-	if err != nil {
-		return nil, err
-	}
-	defer buf.Free()
-	b := buf.Bytes()[:domctlSize]
-	clear(b)
-	le.PutUint32(b[0:], cmd)
-	le.PutUint32(b[4:], hypercall.DomctlInterfaceVersion)
-	le.PutUint16(b[8:], uint16(d.id))
-	if fill != nil {
-		fill(b[domctlUnion:])
-	}
-	if _, err := d.x.Call(hypercall.OpDomctl, [5]uint64{buf.Addr()}, hypercall.Unsafe); err != nil {
-		return nil, &DomctlError{Cmd: cmd, Domain: d.id, Err: err}
-	}
-	return append([]byte(nil), b[domctlUnion:]...), nil
-}
-
 // setSuspendReturn sets vCPU0's rax, the return value of its pending
-// SCHEDOP_shutdown(SHUTDOWN_suspend) (getvcpucontext, patch, setvcpucontext).
+// SCHEDOP_shutdown(SHUTDOWN_suspend).
 func (d *xenDomain) setSuspendReturn(v uint64) error {
-	buf, err := d.x.Pool.Get(vcpuContextSize, hypercall.InOut)
+	ctx, err := d.x.GetVCPUContext(d.id, 0)
 	if err != nil {
 		return err
 	}
-	defer buf.Free()
-	ptr := func(u []byte) { le.PutUint64(u[vcpuCtxtPtr:], buf.Addr()) } // vcpu 0
-	if _, err := d.domctl(domctlGetVCPUContext, ptr); err != nil {
-		return err
-	}
-	le.PutUint64(buf.Bytes()[vcpuContextRAX:], v)
-	_, err = d.domctl(domctlSetVCPUContext, ptr)
-	return err
+	le.PutUint64(ctx[vcpuContextRAX:], v)
+	return d.x.SetVCPUContext(d.id, 0, ctx)
 }
 
 // EnableLogDirty implements Domain, with libxc's retry: log-dirty may be on
@@ -325,7 +269,7 @@ func (d *xenDomain) Destroy() error {
 	uuid := formatUUID(info.Handle)
 	var err error
 	for try := 0; try < 100; try++ {
-		_, err = d.domctl(domctlDestroyDomain, nil)
+		err = d.x.DestroyDomain(d.id)
 		if !errors.Is(err, unix.EAGAIN) {
 			break
 		}

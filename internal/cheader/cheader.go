@@ -27,6 +27,7 @@ const Prelude = `#define __XEN_TOOLS__ 1
 #include <xen/grant_table.h>
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
+#include <xen/sched.h>
 #include <xen/sys/privcmd.h>
 #include <xen/sys/gntdev.h>
 #include <xen/sys/gntalloc.h>
