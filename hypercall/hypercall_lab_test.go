@@ -92,9 +92,14 @@ func TestLabPauseUnpause(t *testing.T) {
 	if err := x.PauseDomain(id); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := x.GetDomainInfo(id)
-	if !strings.Contains(labtest.Run(t, "xl", "list", name), "--p") || d.Flags&hypercall.DomainPaused == 0 {
-		t.Fatalf("not paused: %s", labtest.Run(t, "xl", "list", name))
+	d, err := x.GetDomainInfo(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xl := labtest.Run(t, "xl", "list", name)
+	f := strings.Fields(strings.Split(strings.TrimSpace(xl), "\n")[1])
+	if len(f) < 5 || !strings.Contains(f[4], "p") || d.Flags&hypercall.DomainPaused == 0 {
+		t.Fatalf("not paused: flags %#x (state %s); xl list:\n%s", d.Flags, d.State(), xl)
 	}
 	c := labtest.Counter(name)
 	time.Sleep(3 * time.Second)
