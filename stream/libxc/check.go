@@ -9,14 +9,13 @@ import (
 // checker holds the cross-record state of strict validation: the rules of
 // verify-stream-v2 and of Xen's C restore (xg_sr_restore*.c).
 type checker struct {
-	version       uint32
-	dom           DomainType
-	staticEnd     bool
-	pvInfo        bool
-	width         uint8
-	maxPFN        int64 // highest PFN the P2M frames cover; -1 before any
-	vcpu0Basic    bool
-	sawCheckpoint bool
+	version    uint32
+	dom        DomainType
+	staticEnd  bool
+	pvInfo     bool
+	width      uint8
+	maxPFN     int64 // highest PFN the P2M frames cover; -1 before any
+	vcpu0Basic bool
 }
 
 func fieldErr(field string, err error) error { return &bodyError{field, err} }
@@ -110,7 +109,6 @@ func (c *checker) record(r *Reader, rec Record) error {
 		if !r.Checkpointed {
 			return fieldErr("type", fmt.Errorf("%w: CHECKPOINT in a stream not declared checkpointed", stream.ErrOrder))
 		}
-		c.sawCheckpoint = true
 	case *CheckpointDirtyPFNList:
 		if !r.Checkpointed {
 			return fieldErr("type", fmt.Errorf("%w: CHECKPOINT_DIRTY_PFN_LIST in a stream not declared checkpointed", stream.ErrOrder))

@@ -46,7 +46,7 @@ func (t *tee) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// take returns the bytes at [off, off+n) and forgets what lies before them.
+// take returns the bytes at [off, off+n); drop forgets what lies before.
 func (t *tee) take(off, n int64) ([]byte, error) {
 	if off < t.base || off+n > t.base+int64(len(t.buf)) {
 		return nil, formatErr(off, "image bytes", ErrCorrupt)
@@ -193,9 +193,7 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		if pd, ok := it.Libxc.(*libxc.PageData); ok {
 			head := int64(len(raw)) - int64(len(pd.Data))
 			p.literal(raw[:head])
-			if err := p.pageData(it.Round, pd); err != nil {
-				return err
-			}
+			p.pageData(it.Round, pd)
 		} else {
 			p.literal(raw)
 		}
@@ -229,8 +227,7 @@ func (p *packer) literal(b []byte) {
 
 var zeroPage [pageSize]byte
 
-func (p *packer) pageData(round int, pd *libxc.PageData) error {
-	var err error
+func (p *packer) pageData(round int, pd *libxc.PageData) {
 	run := p.idsRun[:0]
 	pd.Pages(func(i int, pfn uint64, t libxc.PageType, data []byte) bool {
 		if data == nil {
@@ -287,7 +284,6 @@ func (p *packer) pageData(round int, pd *libxc.PageData) error {
 	if len(p.skel) >= skelFlush {
 		p.flushSkeleton()
 	}
-	return err
 }
 
 func (p *packer) flushPages() {
