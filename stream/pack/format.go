@@ -13,20 +13,30 @@
 // layer the walker knows (xl save files, libxl and libxc streams,
 // checkpointed streams) is packed.
 //
-// File layout:
+// File layout (integers little-endian):
 //
-//	"XSRPACK1"
+//	"XSRPACK2" window u32
 //	block*     kind u8 ('S' skeleton, 'P' pages, 'I' index), raw length u32,
 //	           compressed length u32, CRC-32C of the compressed bytes u32,
 //	           zstd frame
-//	"XSRPEND1" offset of the index block u64
+//	"XSRPEND2" offset of the index block u64
 //
-// A skeleton block is a list of ops: 'L' u32 n, n literal bytes; 'Z' u32 n,
-// n zero pages; 'R' u32 n, n u32 page ids (1-based, in order of first
-// appearance). A page block holds the contents of the next new pages. Page
-// blocks come before the skeleton blocks that use them. The index block
-// lists every page occurrence (round u32, PFN u64, id u32; id 0 is a zero
-// page) and every page block (first id u32, count u32, offset u64).
+// Pages are numbered 1, 2, ... in order of first appearance (id 0 is the
+// zero page). A page block holds the next unique pages: first id u32, count
+// u32, count transformed pages, then count transform codes u8 (none, x86
+// branch converter, page-table delta: see transform.go). A skeleton block is
+// a list of ops: 'L' u32 n, n literal bytes; 'D' u32 n, n u64 words each
+// stored as its difference from the one before (PFN lists); 'Z' u32 n, n
+// zero pages; 'N' u32
+// n, the next n new pages in id order; 'R' u32 n, n u32 ids of pages seen
+// before. Page blocks come before the skeleton blocks that use them. A
+// reference names one of the last window unique pages, so Unpack holds at
+// most window pages. The index block lists the page blocks (first id u32,
+// count u32 each, after their number u32), then the number of page
+// occurrences u64 and, per occurrence, three zigzag varints: the change of
+// checkpoint round, the PFN's distance from the previous PFN plus one, and
+// the id's distance from the last non-zero id plus one, shifted up by one so
+// that 0 stands for a zero page.
 package pack
 
 import (
@@ -38,8 +48,8 @@ import (
 
 // Magic opens a packed file; EndMagic opens its trailer.
 const (
-	Magic    = "XSRPACK1"
-	EndMagic = "XSRPEND1"
+	Magic    = "XSRPACK2"
+	EndMagic = "XSRPEND2"
 )
 
 // Block kinds.
@@ -52,13 +62,19 @@ const (
 // Limits that bound what a reader allocates for a block.
 const (
 	blockHeader = 13
+	fileHeader  = int64(len(Magic) + 4)
 	// MaxBlock is the largest raw block: page blocks hold 1024 pages,
-	// skeleton blocks about 1 MiB, and the index 16 bytes a page.
+	// skeleton blocks about 1 MiB, and the index up to 30 bytes a page.
 	MaxBlock  = 64 << 20
 	pageSize  = 4096
 	pagesPerP = 1024
 	skelFlush = 1 << 20
 	trailerSz = 16
+	// DefaultWindow is the dedupe window (in unique pages) when
+	// Options.Window is zero: 256 MiB of pages; MaxWindow the largest a
+	// packed file may declare (4 GiB of pages).
+	DefaultWindow = 1 << 16
+	MaxWindow     = 1 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

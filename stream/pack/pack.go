@@ -1,10 +1,12 @@
 package pack
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"runtime"
@@ -18,10 +20,14 @@ import (
 // Options tune Pack.
 type Options struct {
 	Image image.Options // how to walk the image (format, relaxed, checkpointed)
+	// Level is the zstd level of every block; zero means SpeedDefault
+	// (zstd's level 3).
 	Level zstd.EncoderLevel
-	// MaxUnique bounds the distinct pages remembered for dedupe (and what
-	// Unpack keeps in memory): default 1<<18 (1 GiB of pages).
-	MaxUnique int
+	// Window bounds dedupe: a repeated page is stored as a reference only
+	// if it is one of the last Window unique pages, so that Unpack, reading
+	// front to back, keeps at most Window pages in memory. Zero means
+	// DefaultWindow; at most MaxWindow.
+	Window int
 }
 
 // Stats describe a packed image.
@@ -46,15 +52,15 @@ func (t *tee) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// take returns the bytes at [off, off+n); drop forgets what lies before.
+// take returns the bytes at [off, off+n).
 func (t *tee) take(off, n int64) ([]byte, error) {
 	if off < t.base || off+n > t.base+int64(len(t.buf)) {
 		return nil, formatErr(off, "image bytes", ErrCorrupt)
 	}
-	b := t.buf[off-t.base : off-t.base+n]
-	return b, nil
+	return t.buf[off-t.base : off-t.base+n], nil
 }
 
+// drop forgets what lies before upto.
 func (t *tee) drop(upto int64) {
 	if upto > t.base {
 		k := upto - t.base
@@ -63,6 +69,8 @@ func (t *tee) drop(upto int64) {
 	}
 }
 
+// A job is one block on its way out: workers compress it (page blocks are
+// transformed first), the writer emits the blocks in the order queued.
 type job struct {
 	kind byte
 	raw  []byte
@@ -70,47 +78,71 @@ type job struct {
 }
 
 type packer struct {
-	w         io.Writer
-	enc       *zstd.Encoder
-	jobs      chan job
-	order     chan job
-	wg        sync.WaitGroup
-	off       int64
-	werr      error
-	done      chan struct{}
-	skel      []byte
-	pages     []byte
-	ids       map[[32]byte]uint32
-	nextID    uint32
-	maxUniq   int
-	index     []byte // round u32, pfn u64, id u32 per page occurrence
-	ptable    []byte // first id u32, count u32, offset u64 per page block
-	pfirst    uint32
+	w     io.Writer
+	enc   *zstd.Encoder
+	jobs  chan job
+	order chan job
+	wg    sync.WaitGroup
+	off   int64
+	werr  error
+	done  chan struct{}
+	// Buffers of page blocks and of compressed blocks, for reuse.
+	freePages, freeComp chan []byte
+
+	skel   []byte
+	pages  []byte // page block being filled: first id, count, pages
+	xforms []byte // the transform code of each page in pages
+	ids    map[[32]byte]uint32
+	ring   [][32]byte // hash of the last window ids, by (id-1) % window
+	window int
+	nextID uint32
+	// The run of pages not yet written as a skeleton op.
+	runKind byte
+	runLen  uint32
+	runIDs  []byte
+
+	index     []byte // varint columns, see format.go
+	occ       uint64
+	lastRound int
+	lastPFN   uint64
+	lastID    uint32
+	ptable    []byte // first id u32, count u32 per page block
 	st        Stats
-	idsRun    []uint32
 	lastBlock int64 // offset of the last block written
 }
 
-// Pack reads an image from r and writes its packed form to w.
+// Pack reads an image from r and writes its packed form to w. Blocks are
+// compressed on every core while the image is read.
 func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 	if opt.Level == 0 {
-		opt.Level = zstd.SpeedBetterCompression
+		opt.Level = zstd.SpeedDefault
 	}
-	if opt.MaxUnique <= 0 {
-		opt.MaxUnique = 1 << 18
+	if opt.Window == 0 {
+		opt.Window = DefaultWindow
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(1))
+	if opt.Window < 1 || opt.Window > MaxWindow {
+		return Stats{}, fmt.Errorf("pack: window %d out of range 1..%d", opt.Window, MaxWindow)
+	}
+	n := runtime.GOMAXPROCS(0)
+	// Each block carries a CRC-32C of its compressed bytes and its raw
+	// length, so zstd's own content checksum is left out.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(n), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return Stats{}, err
 	}
-	p := &packer{w: w, enc: enc, jobs: make(chan job, 8), order: make(chan job, 8), done: make(chan struct{}),
-		ids: map[[32]byte]uint32{}, maxUniq: opt.MaxUnique, pfirst: 1, nextID: 1}
-	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+	p := &packer{w: w, enc: enc, jobs: make(chan job, n), order: make(chan job, n), done: make(chan struct{}),
+		freePages: make(chan []byte, 2*n+2), freeComp: make(chan []byte, 2*n+2),
+		ids: map[[32]byte]uint32{}, ring: make([][32]byte, opt.Window), window: opt.Window, nextID: 1, lastPFN: ^uint64(0)}
+	for i := 0; i < n; i++ {
 		p.wg.Add(1)
 		go p.worker()
 	}
 	go p.writer()
-	p.write([]byte(Magic))
+	var head [fileHeader]byte
+	copy(head[:], Magic)
+	binary.LittleEndian.PutUint32(head[len(Magic):], uint32(opt.Window))
+	p.write(head[:])
+	p.newPageBlock()
 	err = p.walk(r, opt)
 	if err == nil {
 		err = p.queueIndex()
@@ -136,7 +168,32 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 func (p *packer) worker() {
 	defer p.wg.Done()
 	for j := range p.jobs {
-		j.out <- p.enc.EncodeAll(j.raw, make([]byte, 0, len(j.raw)/2+64))
+		if j.kind == kindPages {
+			chooseXforms(j.raw)
+			transformBlock(j.raw, applyXform)
+		}
+		j.out <- p.enc.EncodeAll(j.raw, get(p.freeComp, len(j.raw)/3+64))
+	}
+}
+
+// transformBlock applies f (applyXform or undoXform) to every page of a
+// page block whose layout has been checked.
+func transformBlock(raw []byte, f func(x byte, p []byte, pos uint32)) {
+	first := binary.LittleEndian.Uint32(raw)
+	n := int(binary.LittleEndian.Uint32(raw[4:]))
+	xf := raw[8+n*pageSize:]
+	for i := 0; i < n; i++ {
+		f(xf[i], raw[8+i*pageSize:8+(i+1)*pageSize], (first-1+uint32(i))*pageSize)
+	}
+}
+
+// chooseXforms sets the transform code of each page of a page block whose
+// page is not a typed page table (the packer marks those).
+func chooseXforms(raw []byte) {
+	n := int(binary.LittleEndian.Uint32(raw[4:]))
+	xf := raw[8+n*pageSize:]
+	for i := range xf {
+		xf[i] = xformFor(xf[i] == xformTable, raw[8+i*pageSize:8+(i+1)*pageSize])
 	}
 }
 
@@ -150,13 +207,35 @@ func (p *packer) writer() {
 		h[0] = j.kind
 		binary.LittleEndian.PutUint32(h[1:], uint32(len(j.raw)))
 		binary.LittleEndian.PutUint32(h[5:], uint32(len(comp)))
-		binary.LittleEndian.PutUint32(h[9:], crc32Castagnoli(comp))
+		binary.LittleEndian.PutUint32(h[9:], crc32.Checksum(comp, castagnoli))
 		p.write(h[:])
 		p.write(comp)
+		put(p.freeComp, comp)
+		if j.kind == kindPages {
+			put(p.freePages, j.raw)
+		}
 	}
 }
 
-func crc32Castagnoli(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+// get and put recycle block buffers (a few blocks are in flight at any
+// time), sparing the page faults and collections of fresh ones.
+func get(free chan []byte, size int) []byte {
+	select {
+	case b := <-free:
+		if cap(b) >= size {
+			return b[:0]
+		}
+	default:
+	}
+	return make([]byte, 0, size)
+}
+
+func put(free chan []byte, b []byte) {
+	select {
+	case free <- b:
+	default:
+	}
+}
 
 func (p *packer) write(b []byte) {
 	if p.werr != nil {
@@ -175,9 +254,8 @@ func (p *packer) emit(kind byte, raw []byte) {
 }
 
 func (p *packer) walk(r io.Reader, opt Options) error {
-	t := &tee{r: r}
+	t := &tee{r: bufio.NewReaderSize(r, 1<<20)}
 	wk := image.NewWalker(t, opt.Image)
-	var end int64
 	for {
 		it, err := wk.Next()
 		if err == io.EOF {
@@ -191,13 +269,19 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 			return err
 		}
 		if pd, ok := it.Libxc.(*libxc.PageData); ok {
-			head := int64(len(raw)) - int64(len(pd.Data))
-			p.literal(raw[:head])
+			head := len(raw) - len(pd.Data)
+			if list := 8 * len(pd.Entries); head == 16+list {
+				// Record and body headers, then the PFN list delta-coded.
+				p.literal(raw[:16])
+				p.words(raw[16:head])
+			} else {
+				p.literal(raw[:head])
+			}
 			p.pageData(it.Round, pd)
 		} else {
 			p.literal(raw)
 		}
-		end = it.Offset + it.Size
+		end := it.Offset + it.Size
 		p.st.InBytes = end
 		t.drop(end)
 	}
@@ -216,91 +300,169 @@ func (p *packer) literal(b []byte) {
 	if len(b) == 0 {
 		return
 	}
+	p.endRun()
 	p.st.SkeletonBytes += int64(len(b))
-	p.skel = append(p.skel, 'L')
-	p.skel = binary.LittleEndian.AppendUint32(p.skel, uint32(len(b)))
+	p.op(opLiteral, uint32(len(b)))
 	p.skel = append(p.skel, b...)
 	if len(p.skel) >= skelFlush {
 		p.flushSkeleton()
 	}
 }
 
+// words adds the 64-bit words of b (a PAGE_DATA PFN list) to the skeleton,
+// each as its difference from the word before: ascending PFNs of one type
+// become one repeated value.
+func (p *packer) words(b []byte) {
+	p.endRun()
+	p.st.SkeletonBytes += int64(len(b))
+	p.op(opWords, uint32(len(b)/8))
+	var prev uint64
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		p.skel = binary.LittleEndian.AppendUint64(p.skel, v-prev)
+		prev = v
+	}
+}
+
+func (p *packer) op(code byte, n uint32) {
+	p.skel = append(p.skel, code)
+	p.skel = binary.LittleEndian.AppendUint32(p.skel, n)
+}
+
 var zeroPage [pageSize]byte
 
+// Skeleton ops (see format.go).
+const (
+	opLiteral = 'L'
+	opWords   = 'D'
+	runZero   = 'Z'
+	runNew    = 'N'
+	runDup    = 'R'
+)
+
 func (p *packer) pageData(round int, pd *libxc.PageData) {
-	run := p.idsRun[:0]
 	pd.Pages(func(i int, pfn uint64, t libxc.PageType, data []byte) bool {
 		if data == nil {
 			return true
 		}
 		p.st.Pages++
 		var id uint32
+		kind := byte(runZero)
 		if bytes.Equal(data, zeroPage[:]) {
 			p.st.ZeroPages++
 		} else {
 			sum := sha256.Sum256(data)
 			if old, ok := p.ids[sum]; ok {
-				id = old
+				id, kind = old, runDup
 				p.st.DupPages++
 			} else {
-				id = p.nextID
-				p.nextID++
-				p.st.UniquePages++
-				if len(p.ids) < p.maxUniq {
-					p.ids[sum] = id
-				}
-				p.pages = append(p.pages, data...)
-				if len(p.pages) >= pagesPerP*pageSize {
-					p.flushPages()
-				}
+				id, kind = p.addPage(sum, data, t != libxc.PageNormal), runNew
 			}
 		}
-		p.index = binary.LittleEndian.AppendUint32(p.index, uint32(round))
-		p.index = binary.LittleEndian.AppendUint64(p.index, pfn)
-		p.index = binary.LittleEndian.AppendUint32(p.index, id)
-		run = append(run, id)
+		p.occurrence(round, pfn, id)
+		p.addRun(kind, id)
+		if len(p.xforms) == pagesPerP {
+			// The skeleton follows every full page block, so a reference
+			// is expanded at most one block after it was made: that
+			// bounds what Unpack keeps (see pageStore).
+			p.flushSkeleton()
+		}
 		return true
 	})
-	p.idsRun = run
-	// Runs of zero pages and of page references.
-	for i := 0; i < len(run); {
-		j := i
-		zero := run[i] == 0
-		for j < len(run) && (run[j] == 0) == zero {
-			j++
-		}
-		if zero {
-			p.skel = append(p.skel, 'Z')
-			p.skel = binary.LittleEndian.AppendUint32(p.skel, uint32(j-i))
-		} else {
-			p.skel = append(p.skel, 'R')
-			p.skel = binary.LittleEndian.AppendUint32(p.skel, uint32(j-i))
-			for _, id := range run[i:j] {
-				p.skel = binary.LittleEndian.AppendUint32(p.skel, id)
-			}
-		}
-		i = j
-	}
 	if len(p.skel) >= skelFlush {
 		p.flushSkeleton()
 	}
 }
 
-func (p *packer) flushPages() {
-	if len(p.pages) == 0 {
+// addRun adds a page to the current run of pages of one kind, ending the
+// run before it if that was of another kind.
+func (p *packer) addRun(kind byte, id uint32) {
+	if p.runLen > 0 && p.runKind != kind {
+		p.endRun()
+	}
+	p.runKind = kind
+	p.runLen++
+	if kind == runDup {
+		p.runIDs = binary.LittleEndian.AppendUint32(p.runIDs, id)
+	}
+}
+
+// endRun writes the current run as a skeleton op.
+func (p *packer) endRun() {
+	if p.runLen == 0 {
 		return
 	}
-	n := uint32(len(p.pages) / pageSize)
-	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, p.pfirst)
+	p.op(p.runKind, p.runLen)
+	p.skel = append(p.skel, p.runIDs...)
+	p.runLen, p.runIDs = 0, p.runIDs[:0]
+}
+
+// addPage gives a new page the next id, remembers its hash for the window
+// and adds it to the page block.
+func (p *packer) addPage(sum [32]byte, data []byte, pageTable bool) uint32 {
+	id := p.nextID
+	p.nextID++
+	p.st.UniquePages++
+	slot := &p.ring[(id-1)%uint32(p.window)]
+	if id > uint32(p.window) {
+		// The page leaving the window can no longer be referenced.
+		if p.ids[*slot] == id-uint32(p.window) {
+			delete(p.ids, *slot)
+		}
+	}
+	*slot = sum
+	p.ids[sum] = id
+	p.pages = append(p.pages, data...)
+	x := byte(xformNone) // chosen by the worker
+	if pageTable {
+		x = xformTable
+	}
+	p.xforms = append(p.xforms, x)
+	return id
+}
+
+// occurrence appends one page occurrence to the index columns.
+func (p *packer) occurrence(round int, pfn uint64, id uint32) {
+	p.occ++
+	p.index = binary.AppendVarint(p.index, int64(round-p.lastRound))
+	p.index = binary.AppendVarint(p.index, int64(pfn-(p.lastPFN+1)))
+	if id == 0 {
+		p.index = binary.AppendUvarint(p.index, 0)
+	} else {
+		d := int64(id) - int64(p.lastID) - 1
+		p.index = binary.AppendUvarint(p.index, zigzag(d)+1)
+		p.lastID = id
+	}
+	p.lastRound, p.lastPFN = round, pfn
+}
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+func (p *packer) newPageBlock() {
+	p.pages = get(p.freePages, 8+pagesPerP*(pageSize+1))[:8]
+	binary.LittleEndian.PutUint32(p.pages, p.nextID)
+	p.xforms = p.xforms[:0]
+}
+
+func (p *packer) flushPages() {
+	n := uint32(len(p.xforms))
+	if n == 0 {
+		return
+	}
+	first := binary.LittleEndian.Uint32(p.pages)
+	binary.LittleEndian.PutUint32(p.pages[4:], n)
+	p.pages = append(p.pages, p.xforms...)
+	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, first)
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, n)
-	p.pfirst += n
 	p.st.PageBlocks++
 	p.emit(kindPages, p.pages)
-	p.pages = make([]byte, 0, pagesPerP*pageSize)
+	p.newPageBlock()
 }
 
 func (p *packer) flushSkeleton() {
 	p.flushPages() // the pages it refers to come first
+	p.endRun()
 	if len(p.skel) == 0 {
 		return
 	}
@@ -314,6 +476,7 @@ func (p *packer) queueIndex() error {
 	p.flushSkeleton()
 	idx := binary.LittleEndian.AppendUint32(nil, uint32(len(p.ptable)/8))
 	idx = append(idx, p.ptable...)
+	idx = binary.LittleEndian.AppendUint64(idx, p.occ)
 	idx = append(idx, p.index...)
 	if len(idx) > MaxBlock {
 		return errors.New("pack: index larger than a block (image too large)")

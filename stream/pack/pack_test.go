@@ -196,9 +196,9 @@ func TestCorruption(t *testing.T) {
 	img := fixtures(t)["guest3-pvh.xl.zst"]
 	packed, _ := roundTrip(t, img, Options{})
 	flip := bytes.Clone(packed)
-	flip[len(Magic)+blockHeader+5] ^= 0x40
+	flip[fileHeader+blockHeader+5] ^= 0x40
 	var fe *stream.FormatError
-	if err := Unpack(io.Discard, bytes.NewReader(flip)); !errors.Is(err, ErrChecksum) || !errors.As(err, &fe) || fe.Offset != int64(len(Magic)) {
+	if err := Unpack(io.Discard, bytes.NewReader(flip)); !errors.Is(err, ErrChecksum) || !errors.As(err, &fe) || fe.Offset != int64(fileHeader) {
 		t.Fatalf("flipped byte: %v", err)
 	}
 	for _, n := range []int{0, 5, len(Magic) + 3, len(packed) / 2, len(packed) - 3} {

@@ -1,25 +1,32 @@
 package pack
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
 
 var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBlock))
 
+// A block is one block of a packed file, as read and, once decoded, as
+// decompressed.
 type block struct {
-	kind byte
-	off  int64 // offset of the block header
-	size int64 // header and compressed bytes
-	raw  []byte
+	kind   byte
+	off    int64 // offset of the block header
+	size   int64 // header and compressed bytes
+	rawLen uint32
+	crc    uint32
+	comp   []byte
+	raw    []byte
 }
 
-// readBlockHeader reads a block header and the compressed bytes at off.
-func readBlock(r io.Reader, off int64, dst []byte, decode bool) (block, error) {
+// readHeader reads and checks the block header at off.
+func readHeader(r io.Reader, off int64) (block, error) {
 	var h [blockHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return block{}, formatErr(off, "block header", ErrTruncated)
@@ -32,82 +39,239 @@ func readBlock(r io.Reader, off int64, dst []byte, decode bool) (block, error) {
 	if rawLen > MaxBlock || compLen > MaxBlock+MaxBlock/8 {
 		return block{}, formatErr(off, fmt.Sprintf("block lengths %d/%d", rawLen, compLen), ErrCorrupt)
 	}
-	b := block{kind: kind, off: off, size: blockHeader + int64(compLen)}
-	if !decode {
-		return b, nil
+	return block{kind: kind, off: off, size: blockHeader + int64(compLen), rawLen: rawLen, crc: binary.LittleEndian.Uint32(h[9:])}, nil
+}
+
+// readBlock reads the block at off with its compressed bytes and checks
+// their CRC.
+func readBlock(r io.Reader, off int64) (block, error) {
+	b, err := readHeader(r, off)
+	if err != nil {
+		return b, err
 	}
-	comp := make([]byte, compLen)
-	if _, err := io.ReadFull(r, comp); err != nil {
+	b.comp = make([]byte, b.size-blockHeader)
+	if _, err := io.ReadFull(r, b.comp); err != nil {
 		return block{}, formatErr(off, "block data", ErrTruncated)
 	}
-	if crc32.Checksum(comp, castagnoli) != binary.LittleEndian.Uint32(h[9:]) {
+	if crc32.Checksum(b.comp, castagnoli) != b.crc {
 		return block{}, formatErr(off, "block", ErrChecksum)
 	}
-	raw, err := decoder.DecodeAll(comp, dst[:0])
-	if err != nil || len(raw) != int(rawLen) {
-		return block{}, formatErr(off, fmt.Sprintf("block data (%v)", err), ErrCorrupt)
-	}
-	b.raw = raw
 	return b, nil
 }
 
-// MaxUniqueBytes bounds the page store of Unpack (4 GiB).
-const MaxUniqueBytes = 1 << 32
+// decode decompresses the block and checks a page block's layout; with
+// undo it also reverses the transforms of every page.
+func (b *block) decode(undo bool) error {
+	raw, err := decoder.DecodeAll(b.comp, make([]byte, 0, b.rawLen))
+	if err != nil || len(raw) != int(b.rawLen) {
+		return formatErr(b.off, fmt.Sprintf("block data (%v)", err), ErrCorrupt)
+	}
+	b.raw, b.comp = raw, nil
+	if b.kind != kindPages {
+		return nil
+	}
+	if _, _, err := b.pageLayout(); err != nil {
+		return err
+	}
+	if undo {
+		transformBlock(raw, undoXform)
+	}
+	return nil
+}
+
+// pageLayout checks a decoded page block and returns its first id and
+// page count.
+func (b *block) pageLayout() (first, n uint32, err error) {
+	if len(b.raw) < 8 {
+		return 0, 0, formatErr(b.off, "page block header", ErrCorrupt)
+	}
+	first, n = binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
+	if first == 0 || n == 0 || n > pagesPerP || uint64(len(b.raw)) != 8+uint64(n)*(pageSize+1) || uint64(first)+uint64(n) > 1<<32 {
+		return 0, 0, formatErr(b.off, fmt.Sprintf("page block of %d pages from id %d in %d bytes", n, first, len(b.raw)), ErrCorrupt)
+	}
+	for i, x := range b.raw[8+int(n)*pageSize:] {
+		if x > xformTable {
+			return 0, 0, formatErr(b.off, fmt.Sprintf("page %d: transform %d", first+uint32(i), x), ErrCorrupt)
+		}
+	}
+	return first, n, nil
+}
+
+// page returns page id of a checked page block, transformed as stored.
+func (b *block) page(id uint32) (data []byte, xform byte) {
+	first, n := binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
+	i := int(id - first)
+	return b.raw[8+i*pageSize : 8+(i+1)*pageSize], b.raw[8+int(n)*pageSize+i]
+}
+
+// readFileHeader reads the magic and the dedupe window.
+func readFileHeader(r io.Reader) (uint32, error) {
+	var h [fileHeader]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil || string(h[:len(Magic)]) != Magic {
+		return 0, formatErr(0, "magic", ErrMagic)
+	}
+	w := binary.LittleEndian.Uint32(h[len(Magic):])
+	if w == 0 || w > MaxWindow {
+		return 0, formatErr(int64(len(Magic)), fmt.Sprintf("window %d", w), ErrCorrupt)
+	}
+	return w, nil
+}
+
+// A pageStore keeps the page blocks a skeleton may still refer to. The
+// packer refers only to the last window pages it had made, and writes the
+// skeleton after at most one more page block, so pages older than window +
+// pagesPerP behind the newest can go.
+type pageStore struct {
+	window uint32
+	next   uint32 // first id of the next page block
+	blocks []block
+}
+
+func (s *pageStore) add(b block) error {
+	first, n, _ := b.pageLayout()
+	if first != s.next {
+		return formatErr(b.off, fmt.Sprintf("page block starts at id %d, want %d", first, s.next), ErrCorrupt)
+	}
+	s.blocks = append(s.blocks, b)
+	s.next += n
+	for len(s.blocks) > 0 {
+		f, c, _ := s.blocks[0].pageLayout()
+		if uint64(f)+uint64(c)-1+uint64(s.window)+pagesPerP > uint64(s.next-1) {
+			break
+		}
+		s.blocks[0] = block{}
+		s.blocks = s.blocks[1:]
+	}
+	return nil
+}
+
+func (s *pageStore) page(id uint32) ([]byte, error) {
+	for i := len(s.blocks) - 1; i >= 0; i-- {
+		b := &s.blocks[i]
+		if first := binary.LittleEndian.Uint32(b.raw); id >= first {
+			if id-first >= binary.LittleEndian.Uint32(b.raw[4:]) {
+				break
+			}
+			p, _ := b.page(id)
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("page id %d not defined or outside the window", id)
+}
+
+// A fetched block travels from Unpack's reader to its consumer; done is
+// closed once it is decoded (or failed).
+type fetched struct {
+	b       block
+	err     error
+	trailer [trailerSz]byte
+	done    chan struct{}
+}
 
 // Unpack reads a packed image from r front to back and writes the original
-// image to w. Unique pages are kept in memory until the end (bounded by the
-// packer's MaxUnique, and by MaxUniqueBytes).
+// image to w. Blocks are decompressed on every core, ahead of the writing;
+// it keeps at most the file's dedupe window of pages (plus one block) in
+// memory.
 func Unpack(w io.Writer, r io.Reader) error {
-	var m [len(Magic)]byte
-	if _, err := io.ReadFull(r, m[:]); err != nil || string(m[:]) != Magic {
-		return formatErr(0, "magic", ErrMagic)
+	window, err := readFileHeader(r)
+	if err != nil {
+		return err
 	}
-	off := int64(len(Magic))
-	var pages, scratch []byte
-	for {
-		b, err := readBlock(r, off, scratch, true)
-		if err != nil {
-			return err
+	ahead := 2 * runtime.GOMAXPROCS(0)
+	queue := make(chan *fetched, ahead)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-stopped // r is not read once Unpack has returned
+	}()
+	go func() {
+		defer close(stopped)
+		defer close(queue)
+		off := int64(fileHeader)
+		for {
+			f := &fetched{done: make(chan struct{})}
+			f.b, f.err = readBlock(r, off)
+			last := f.err != nil || f.b.kind == kindIndex
+			if f.err == nil && f.b.kind == kindIndex {
+				if _, err := io.ReadFull(r, f.trailer[:]); err != nil {
+					f.err = formatErr(off+f.b.size, "trailer", ErrTruncated)
+				}
+			}
+			if f.err == nil {
+				go func() {
+					f.err = f.b.decode(true)
+					close(f.done)
+				}()
+			} else {
+				close(f.done)
+			}
+			select {
+			case queue <- f:
+			case <-stop:
+				return
+			}
+			if last {
+				return
+			}
+			off += f.b.size
 		}
-		off += b.size
+	}()
+
+	bw := bufio.NewWriterSize(w, 1<<20)
+	store := pageStore{window: window, next: 1}
+	var ex expander
+	for f := range queue {
+		<-f.done
+		if f.err != nil {
+			return f.err
+		}
+		b := f.b
 		switch b.kind {
 		case kindPages:
-			if len(b.raw)%pageSize != 0 || len(pages)+len(b.raw) > MaxUniqueBytes {
-				return formatErr(b.off, "page block length", ErrCorrupt)
+			if err := store.add(b); err != nil {
+				return err
 			}
-			pages = append(pages, b.raw...)
 		case kindSkeleton:
-			if err := expand(w, b, func(id uint64) ([]byte, error) {
-				if id*pageSize > uint64(len(pages)) {
-					return nil, fmt.Errorf("page id %d not yet defined", id)
-				}
-				return pages[(id-1)*pageSize : id*pageSize], nil
-			}); err != nil {
+			if err := ex.expand(bw, b, store.page); err != nil {
 				return err
 			}
 		case kindIndex:
-			var tr [trailerSz]byte
-			if _, err := io.ReadFull(r, tr[:]); err != nil || string(tr[:8]) != EndMagic {
-				return formatErr(off, "trailer", ErrTruncated)
+			end := b.off + b.size
+			if string(f.trailer[:8]) != EndMagic {
+				return formatErr(end, "trailer", ErrCorrupt)
 			}
-			if got := int64(binary.LittleEndian.Uint64(tr[8:])); got != b.off {
-				return formatErr(off, fmt.Sprintf("trailer names the index at %d, found at %d", got, b.off), ErrCorrupt)
+			if got := int64(binary.LittleEndian.Uint64(f.trailer[8:])); got != b.off {
+				return formatErr(end, fmt.Sprintf("trailer names the index at %d, found at %d", got, b.off), ErrCorrupt)
 			}
-			return nil
-		}
-		scratch = b.raw[:0]
-		if b.kind == kindPages {
-			scratch = nil // appended to pages; do not reuse
+			if ex.next != store.next {
+				return formatErr(b.off, fmt.Sprintf("skeleton uses %d new pages, page blocks hold %d", ex.next-1, store.next-1), ErrCorrupt)
+			}
+			return bw.Flush()
 		}
 	}
+	return formatErr(0, "index", ErrTruncated) // not reached: the reader ends with the index or an error
 }
 
 var zeros [pageSize]byte
 
-// expand writes a skeleton block's ops; page(id) returns page id (>= 1).
-func expand(w io.Writer, b block, page func(id uint64) ([]byte, error)) error {
+// An expander writes skeleton ops; next is the id the next new page gets.
+type expander struct{ next uint32 }
+
+// expand writes a skeleton block's ops to w; page(id) returns a page (id >=
+// 1). With a nil page, pages are skipped and only literals are written.
+func (e *expander) expand(w io.Writer, b block, page func(id uint32) ([]byte, error)) error {
+	if e.next == 0 {
+		e.next = 1
+	}
 	ops := b.raw
 	bad := func(what string) error { return formatErr(b.off, "skeleton: "+what, ErrCorrupt) }
+	write := func(p []byte) error {
+		if page == nil {
+			return nil
+		}
+		_, err := w.Write(p)
+		return err
+	}
 	for len(ops) > 0 {
 		if len(ops) < 5 {
 			return bad("short op")
@@ -115,39 +279,64 @@ func expand(w io.Writer, b block, page func(id uint64) ([]byte, error)) error {
 		op, n := ops[0], binary.LittleEndian.Uint32(ops[1:])
 		ops = ops[5:]
 		switch op {
-		case 'L':
+		case opLiteral:
 			if uint64(n) > uint64(len(ops)) {
 				return bad("literal past the block")
 			}
-			if w != nil {
-				if _, err := w.Write(ops[:n]); err != nil {
-					return err
-				}
+			if _, err := w.Write(ops[:n]); err != nil {
+				return err
 			}
 			ops = ops[n:]
-		case 'Z':
+		case opWords:
+			if uint64(n)*8 > uint64(len(ops)) {
+				return bad("word list past the block")
+			}
+			var prev uint64
+			for i := uint32(0); i < n; i++ {
+				prev += binary.LittleEndian.Uint64(ops[8*i:])
+				binary.LittleEndian.PutUint64(ops[8*i:], prev)
+			}
+			if _, err := w.Write(ops[:8*n]); err != nil {
+				return err
+			}
+			ops = ops[8*n:]
+		case runZero:
 			if n > MaxBlock {
 				return bad("zero run too long")
 			}
-			for i := uint32(0); i < n && w != nil && page != nil; i++ {
-				if _, err := w.Write(zeros[:]); err != nil {
+			for i := uint32(0); i < n && page != nil; i++ {
+				if err := write(zeros[:]); err != nil {
 					return err
 				}
 			}
-		case 'R':
+		case runNew:
+			if uint64(e.next)+uint64(n) > 1<<32 {
+				return bad("new-page run too long")
+			}
+			for i := uint32(0); i < n && page != nil; i++ {
+				p, err := page(e.next + i)
+				if err != nil {
+					return bad(err.Error())
+				}
+				if err := write(p); err != nil {
+					return err
+				}
+			}
+			e.next += n
+		case runDup:
 			if uint64(n)*4 > uint64(len(ops)) {
 				return bad("page references past the block")
 			}
 			for i := uint32(0); i < n && page != nil; i++ {
-				id := uint64(binary.LittleEndian.Uint32(ops[4*i:]))
-				if id == 0 {
-					return bad("page id 0")
+				id := binary.LittleEndian.Uint32(ops[4*i:])
+				if id == 0 || id >= e.next {
+					return bad(fmt.Sprintf("reference to page %d before it is made", id))
 				}
 				p, err := page(id)
 				if err != nil {
 					return bad(err.Error())
 				}
-				if _, err := w.Write(p); err != nil {
+				if err := write(p); err != nil {
 					return err
 				}
 			}
@@ -166,8 +355,9 @@ type File struct {
 	pblocks []pblock
 	skel    []int64 // offsets of skeleton blocks
 	// Occurrences counts the page occurrences in the index; Unique the
-	// distinct non-zero pages.
+	// distinct non-zero pages; Window is the dedupe window in pages.
 	Occurrences, Unique int
+	Window              int
 	Size                int64
 }
 
@@ -179,50 +369,39 @@ type pblock struct {
 // Open reads the trailer, the index and the block chain of a packed file of
 // size bytes; no page block is decompressed.
 func Open(r io.ReaderAt, size int64) (*File, error) {
-	var m [len(Magic)]byte
-	if _, err := r.ReadAt(m[:], 0); err != nil || string(m[:]) != Magic {
-		return nil, formatErr(0, "magic", ErrMagic)
+	if size < int64(fileHeader)+trailerSz {
+		return nil, formatErr(size, "file shorter than header and trailer", ErrTruncated)
+	}
+	window, err := readFileHeader(io.NewSectionReader(r, 0, fileHeader))
+	if err != nil {
+		return nil, err
 	}
 	var tr [trailerSz]byte
-	if size < int64(len(Magic))+trailerSz {
-		return nil, formatErr(size, "trailer", ErrTruncated)
-	}
 	if _, err := r.ReadAt(tr[:], size-trailerSz); err != nil || string(tr[:8]) != EndMagic {
 		return nil, formatErr(size-trailerSz, "trailer", ErrTruncated)
 	}
 	idxOff := int64(binary.LittleEndian.Uint64(tr[8:]))
-	if idxOff < int64(len(Magic)) || idxOff >= size-trailerSz {
+	if idxOff < int64(fileHeader) || idxOff >= size-trailerSz {
 		return nil, formatErr(size-trailerSz, "index offset", ErrCorrupt)
 	}
-	ib, err := readBlock(io.NewSectionReader(r, idxOff, size-trailerSz-idxOff), idxOff, nil, true)
+	ib, err := readBlock(io.NewSectionReader(r, idxOff, size-trailerSz-idxOff), idxOff)
+	if err == nil {
+		err = ib.decode(false)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if ib.kind != kindIndex {
 		return nil, formatErr(idxOff, "index block kind", ErrCorrupt)
 	}
-	f := &File{r: r, pages: map[[2]uint64]uint32{}, Size: size}
-	idx := ib.raw
-	if len(idx) < 4 {
-		return nil, formatErr(idxOff, "index", ErrCorrupt)
-	}
-	np := int(binary.LittleEndian.Uint32(idx))
-	idx = idx[4:]
-	if np*8 > len(idx) || (len(idx)-np*8)%16 != 0 {
-		return nil, formatErr(idxOff, "index length", ErrCorrupt)
-	}
-	for i := 0; i < np; i++ {
-		f.pblocks = append(f.pblocks, pblock{first: binary.LittleEndian.Uint32(idx[i*8:]), count: binary.LittleEndian.Uint32(idx[i*8+4:])})
-		f.Unique += int(f.pblocks[i].count)
-	}
-	for e := idx[np*8:]; len(e) >= 16; e = e[16:] {
-		f.pages[[2]uint64{uint64(binary.LittleEndian.Uint32(e)), binary.LittleEndian.Uint64(e[4:])}] = binary.LittleEndian.Uint32(e[12:])
-		f.Occurrences++
+	f := &File{r: r, pages: map[[2]uint64]uint32{}, Size: size, Window: int(window)}
+	if err := f.readIndex(ib); err != nil {
+		return nil, err
 	}
 	// Walk the block headers to find where each block lies.
-	off, pi := int64(len(Magic)), 0
+	off, pi := int64(fileHeader), 0
 	for off < idxOff {
-		b, err := readBlock(io.NewSectionReader(r, off, blockHeader), off, nil, false)
+		b, err := readHeader(io.NewSectionReader(r, off, blockHeader), off)
 		if err != nil {
 			return nil, err
 		}
@@ -246,8 +425,74 @@ func Open(r io.ReaderAt, size int64) (*File, error) {
 	return f, nil
 }
 
-func (f *File) block(off int64) (block, error) {
-	return readBlock(io.NewSectionReader(f.r, off, f.Size-off), off, nil, true)
+// readIndex decodes the index block: the page blocks, then the varint
+// columns of page occurrences (see format.go).
+func (f *File) readIndex(ib block) error {
+	idx := ib.raw
+	bad := func(what string) error { return formatErr(ib.off, "index: "+what, ErrCorrupt) }
+	if len(idx) < 4 {
+		return bad("short")
+	}
+	np := uint64(binary.LittleEndian.Uint32(idx))
+	idx = idx[4:]
+	if np*8+8 > uint64(len(idx)) {
+		return bad(fmt.Sprintf("%d page blocks", np))
+	}
+	next := uint32(1)
+	for i := uint64(0); i < np; i++ {
+		pb := pblock{first: binary.LittleEndian.Uint32(idx[i*8:]), count: binary.LittleEndian.Uint32(idx[i*8+4:])}
+		if pb.first != next || pb.count == 0 || pb.count > pagesPerP {
+			return bad(fmt.Sprintf("page block %d: ids %d+%d", i, pb.first, pb.count))
+		}
+		next += pb.count
+		f.pblocks = append(f.pblocks, pb)
+		f.Unique += int(pb.count)
+	}
+	idx = idx[np*8:]
+	nocc := binary.LittleEndian.Uint64(idx)
+	idx = idx[8:]
+	if nocc > uint64(len(idx))/3 {
+		return bad(fmt.Sprintf("%d occurrences in %d bytes", nocc, len(idx)))
+	}
+	var round int64
+	pfn, lastID := ^uint64(0), uint32(0)
+	for i := uint64(0); i < nocc; i++ {
+		var v [3]uint64
+		for k := range v {
+			u, n := binary.Uvarint(idx)
+			if n <= 0 {
+				return bad(fmt.Sprintf("occurrence %d: bad varint", i))
+			}
+			v[k], idx = u, idx[n:]
+		}
+		round += unzigzag(v[0])
+		pfn += uint64(unzigzag(v[1])) + 1
+		var id uint32
+		if v[2] != 0 {
+			nid := int64(lastID) + 1 + unzigzag(v[2]-1)
+			if nid < 1 || nid >= int64(next) {
+				return bad(fmt.Sprintf("occurrence %d: page id %d of %d", i, nid, next-1))
+			}
+			id, lastID = uint32(nid), uint32(nid)
+		}
+		if round < 0 || round > 1<<31 {
+			return bad(fmt.Sprintf("occurrence %d: round %d", i, round))
+		}
+		f.pages[[2]uint64{uint64(round), pfn}] = id
+	}
+	if len(idx) != 0 {
+		return bad(fmt.Sprintf("%d bytes after the occurrences", len(idx)))
+	}
+	f.Occurrences = int(nocc)
+	return nil
+}
+
+func (f *File) block(off int64, undo bool) (block, error) {
+	b, err := readBlock(io.NewSectionReader(f.r, off, f.Size-off), off)
+	if err == nil {
+		err = b.decode(undo)
+	}
+	return b, err
 }
 
 // Page returns the contents of PFN pfn as saved in checkpoint round round
@@ -261,16 +506,17 @@ func (f *File) Page(round int, pfn uint64) ([]byte, error) {
 		return make([]byte, pageSize), nil
 	}
 	for _, pb := range f.pblocks {
-		if id >= pb.first && id < pb.first+pb.count {
-			b, err := f.block(pb.off)
+		if id >= pb.first && id-pb.first < pb.count {
+			b, err := f.block(pb.off, false)
 			if err != nil {
 				return nil, err
 			}
-			i := int(id - pb.first)
-			if (i+1)*pageSize > len(b.raw) {
-				return nil, formatErr(pb.off, "page block shorter than its count", ErrCorrupt)
+			if first, n, _ := b.pageLayout(); first != pb.first || n != pb.count {
+				return nil, formatErr(pb.off, fmt.Sprintf("page block holds ids %d+%d, index says %d+%d", first, n, pb.first, pb.count), ErrCorrupt)
 			}
-			return b.raw[i*pageSize : (i+1)*pageSize], nil
+			p, x := b.page(id)
+			undoXform(x, p, (id-1)*pageSize)
+			return p, nil
 		}
 	}
 	return nil, formatErr(0, fmt.Sprintf("page id %d in no block", id), ErrCorrupt)
@@ -280,12 +526,13 @@ func (f *File) Page(round int, pfn uint64) ([]byte, error) {
 // headers and records, PAGE_DATA headers and PFN lists included), in order,
 // decompressing only skeleton blocks.
 func (f *File) NonPage(w io.Writer) error {
+	var ex expander
 	for _, off := range f.skel {
-		b, err := f.block(off)
+		b, err := f.block(off, false)
 		if err != nil {
 			return err
 		}
-		if err := expand(w, b, nil); err != nil {
+		if err := ex.expand(w, b, nil); err != nil {
 			return err
 		}
 	}
