@@ -254,7 +254,7 @@ func (p *packer) emit(kind byte, raw []byte) {
 }
 
 func (p *packer) walk(r io.Reader, opt Options) error {
-	t := &tee{r: bufio.NewReaderSize(r, 1<<20)}
+	t := &tee{r: bufio.NewReaderSize(r, 64<<10)}
 	wk := image.NewWalker(t, opt.Image)
 	for {
 		it, err := wk.Next()

@@ -145,15 +145,19 @@ func (s *pageStore) add(b block) error {
 	return nil
 }
 
-func (s *pageStore) page(id uint32) ([]byte, error) {
+// run returns pages id, id+1, ... (at most n) that lie one after another
+// in one block.
+func (s *pageStore) run(id, n uint32) ([]byte, error) {
 	for i := len(s.blocks) - 1; i >= 0; i-- {
 		b := &s.blocks[i]
-		if first := binary.LittleEndian.Uint32(b.raw); id >= first {
-			if id-first >= binary.LittleEndian.Uint32(b.raw[4:]) {
+		first, count := binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
+		if id >= first {
+			k := id - first
+			if k >= count {
 				break
 			}
-			p, _ := b.page(id)
-			return p, nil
+			n = min(n, count-k)
+			return b.raw[8+k*pageSize : 8+(k+n)*pageSize], nil
 		}
 	}
 	return nil, fmt.Errorf("page id %d not defined or outside the window", id)
@@ -217,7 +221,9 @@ func Unpack(w io.Writer, r io.Reader) error {
 		}
 	}()
 
-	bw := bufio.NewWriterSize(w, 1<<20)
+	// Runs of pages are written straight from the blocks; the buffer
+	// gathers the small writes (record headers, PFN lists) in between.
+	bw := bufio.NewWriterSize(w, 64<<10)
 	store := pageStore{window: window, next: 1}
 	var ex expander
 	for f := range queue {
@@ -232,7 +238,7 @@ func Unpack(w io.Writer, r io.Reader) error {
 				return err
 			}
 		case kindSkeleton:
-			if err := ex.expand(bw, b, store.page); err != nil {
+			if err := ex.expand(bw, b, &store); err != nil {
 				return err
 			}
 		case kindIndex:
@@ -252,26 +258,19 @@ func Unpack(w io.Writer, r io.Reader) error {
 	return formatErr(0, "index", ErrTruncated) // not reached: the reader ends with the index or an error
 }
 
-var zeros [pageSize]byte
+var zeros [16 * pageSize]byte
 
 // An expander writes skeleton ops; next is the id the next new page gets.
 type expander struct{ next uint32 }
 
-// expand writes a skeleton block's ops to w; page(id) returns a page (id >=
-// 1). With a nil page, pages are skipped and only literals are written.
-func (e *expander) expand(w io.Writer, b block, page func(id uint32) ([]byte, error)) error {
+// expand writes a skeleton block's ops to w, taking pages from the store.
+// With a nil store, pages are skipped and only literals are written.
+func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 	if e.next == 0 {
 		e.next = 1
 	}
 	ops := b.raw
 	bad := func(what string) error { return formatErr(b.off, "skeleton: "+what, ErrCorrupt) }
-	write := func(p []byte) error {
-		if page == nil {
-			return nil
-		}
-		_, err := w.Write(p)
-		return err
-	}
 	for len(ops) > 0 {
 		if len(ops) < 5 {
 			return bad("short op")
@@ -304,39 +303,45 @@ func (e *expander) expand(w io.Writer, b block, page func(id uint32) ([]byte, er
 			if n > MaxBlock {
 				return bad("zero run too long")
 			}
-			for i := uint32(0); i < n && page != nil; i++ {
-				if err := write(zeros[:]); err != nil {
+			for left := int(n) * pageSize; left > 0 && store != nil; {
+				k, err := w.Write(zeros[:min(left, len(zeros))])
+				if err != nil {
 					return err
 				}
+				left -= k
 			}
 		case runNew:
 			if uint64(e.next)+uint64(n) > 1<<32 {
 				return bad("new-page run too long")
 			}
-			for i := uint32(0); i < n && page != nil; i++ {
-				p, err := page(e.next + i)
+			for i := uint32(0); i < n && store != nil; {
+				p, err := store.run(e.next+i, n-i)
 				if err != nil {
 					return bad(err.Error())
 				}
-				if err := write(p); err != nil {
+				if _, err := w.Write(p); err != nil {
 					return err
 				}
+				i += uint32(len(p) / pageSize)
 			}
 			e.next += n
 		case runDup:
 			if uint64(n)*4 > uint64(len(ops)) {
 				return bad("page references past the block")
 			}
-			for i := uint32(0); i < n && page != nil; i++ {
+			for i := uint32(0); i < n; i++ {
 				id := binary.LittleEndian.Uint32(ops[4*i:])
 				if id == 0 || id >= e.next {
 					return bad(fmt.Sprintf("reference to page %d before it is made", id))
 				}
-				p, err := page(id)
+				if store == nil {
+					continue
+				}
+				p, err := store.run(id, 1)
 				if err != nil {
 					return bad(err.Error())
 				}
-				if err := write(p); err != nil {
+				if _, err := w.Write(p); err != nil {
 					return err
 				}
 			}
