@@ -2,10 +2,13 @@ package pack
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -157,11 +160,15 @@ func genImage(t *rapid.T) ([]byte, bool) {
 				p.Entries = append(p.Entries, libxc.PFNEntry(rapid.Uint64Range(0, 100).Draw(t, "pfn"), typ))
 				if typ.HasData() {
 					page := make([]byte, libxc.PageSize)
-					switch rapid.IntRange(0, 2).Draw(t, "content") {
+					switch rapid.IntRange(0, 4).Draw(t, "content") {
 					case 1:
 						page[0] = byte(rapid.IntRange(1, 3).Draw(t, "dup")) // few values: duplicates
 					case 2:
 						copy(page, rapid.SliceOfN(rapid.Byte(), 1, 64).Draw(t, "unique"))
+					case 3:
+						copy(page, genCode(t))
+					case 4:
+						copy(page, genTable(t))
 					}
 					p.Data = append(p.Data, page...)
 				}
@@ -174,10 +181,149 @@ func genImage(t *rapid.T) ([]byte, bool) {
 	return b.Bytes(), rounds > 1
 }
 
+// genCode draws bytes dense in E8/E9 opcodes with operands whose top byte
+// is 0x00 or 0xFF: what the branch converter rewrites.
+func genCode(t *rapid.T) []byte {
+	return rapid.SliceOfN(rapid.SampledFrom([]byte{0xe8, 0xe9, 0, 0xff, 1, 0x0f, 0x80}), 256, pageSize).Draw(t, "code")
+}
+
+// genTable draws ascending 64-bit words: what looksLikeTable takes for a
+// table.
+func genTable(t *rapid.T) []byte {
+	v := rapid.Uint64().Draw(t, "base")
+	step := rapid.Uint64Range(1, 1<<17).Draw(t, "step")
+	var b []byte
+	for i := rapid.IntRange(1, pageSize/8).Draw(t, "words"); i > 0; i-- {
+		b = binary.LittleEndian.AppendUint64(b, v)
+		v += step
+	}
+	return b
+}
+
+// TestRapidTransforms: every transform is undone exactly, for any page and
+// position, and the branch converter agrees with a byte-at-a-time model.
+func TestRapidTransforms(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		page := make([]byte, pageSize)
+		switch rapid.IntRange(0, 2).Draw(rt, "kind") {
+		case 0:
+			copy(page, rapid.SliceOfN(rapid.Byte(), 0, pageSize).Draw(rt, "bytes"))
+		case 1:
+			copy(page, genCode(rt))
+		case 2:
+			copy(page, genTable(rt))
+		}
+		pos := rapid.Uint32().Draw(rt, "pos") &^ (pageSize - 1)
+		x := byte(rapid.IntRange(xformNone, xformTable).Draw(rt, "xform"))
+		p := bytes.Clone(page)
+		applyXform(x, p, pos)
+		if x == xformBranch {
+			want := bytes.Clone(page)
+			branchModel(want, pos)
+			if !bytes.Equal(p, want) {
+				rt.Fatalf("branch converter differs from the model")
+			}
+		}
+		undoXform(x, p, pos)
+		if !bytes.Equal(p, page) {
+			rt.Fatalf("transform %d not undone", x)
+		}
+	})
+}
+
+// TestBranchExamples: calls to one target from two places become one byte
+// string; operands out of ±16 MiB and operands past the page stay as they
+// are.
+func TestBranchExamples(t *testing.T) {
+	p := make([]byte, pageSize)
+	copy(p[0x100:], []byte{0xe8, 0xfb, 0xfe, 0xff, 0xff}) // call -0x105: target 0x0 + pos
+	copy(p[0x200:], []byte{0xe8, 0xfb, 0xfd, 0xff, 0xff}) // call -0x205: the same target
+	copy(p[0x300:], []byte{0xe9, 0x00, 0x00, 0x00, 0x12}) // top byte 0x12: not a near branch
+	copy(p[pageSize-4:], []byte{0xe8, 0x01, 0x00, 0x00})  // operand past the page
+	orig := bytes.Clone(p)
+	applyXform(xformBranch, p, 0x5000)
+	if !bytes.Equal(p[0x101:0x105], p[0x201:0x205]) || binary.LittleEndian.Uint32(p[0x101:]) != 0x5000 {
+		t.Fatalf("converted operands % x and % x, want both 00 50 00 00", p[0x101:0x105], p[0x201:0x205])
+	}
+	if !bytes.Equal(p[0x300:0x305], orig[0x300:0x305]) || !bytes.Equal(p[pageSize-4:], orig[pageSize-4:]) {
+		t.Fatal("converted an operand it should have left alone")
+	}
+	undoXform(xformBranch, p, 0x5000)
+	if !bytes.Equal(p, orig) {
+		t.Fatal("not undone")
+	}
+}
+
+// branchModel is the branch converter written the plain way.
+func branchModel(p []byte, pos uint32) {
+	for i := 0; i+5 <= len(p); i++ {
+		if p[i] != 0xe8 && p[i] != 0xe9 {
+			continue
+		}
+		if p[i+4] == 0 || p[i+4] == 0xff {
+			v := int64(int32(binary.LittleEndian.Uint32(p[i+1:]))) + int64(pos) + int64(i) + 5
+			v = v & (1<<25 - 1)
+			if v >= 1<<24 {
+				v -= 1 << 25
+			}
+			binary.LittleEndian.PutUint32(p[i+1:], uint32(int32(v)))
+		}
+		i += 4
+	}
+}
+
+// TestWindow: a page repeated further back than the window is stored again,
+// and Unpack's store lets go of blocks no reference can reach.
+func TestWindow(t *testing.T) {
+	page := func(b byte) []byte { return bytes.Repeat([]byte{b, 1}, pageSize/2) }
+	var img bytes.Buffer
+	w := libxc.NewWriter(&img)
+	w.WriteHeader(libxc.NewImageHeader(3), libxc.DomainHeader{Type: libxc.DomainX86HVM, PageShift: 12})
+	w.WriteRecord(&libxc.X86CPUIDPolicy{Leaves: []libxc.CPUIDLeaf{{Leaf: 1}}})
+	w.WriteRecord(&libxc.X86MSRPolicy{Entries: []libxc.MSREntry{{Index: 1}}})
+	w.WriteRecord(&libxc.StaticDataEnd{})
+	// A B A C D A: with a window of 2, the second A is a reference, the
+	// third (after C and D) is stored anew.
+	var data []byte
+	for _, c := range []byte("ABACDA") {
+		data = append(data, page(c)...)
+	}
+	w.WriteRecord(&libxc.PageData{Entries: []uint64{1, 2, 3, 4, 5, 6}, Data: data})
+	w.WriteRecord(&libxc.HVMContext{Data: []byte{1}})
+	w.Close()
+	_, st := roundTrip(t, img.Bytes(), Options{Image: image.Options{Format: image.FormatLibxc}, Window: 2})
+	if st.UniquePages != 5 || st.DupPages != 1 {
+		t.Fatalf("window 2: %d unique, %d duplicate pages; want 5 and 1", st.UniquePages, st.DupPages)
+	}
+	_, st = roundTrip(t, img.Bytes(), Options{Image: image.Options{Format: image.FormatLibxc}})
+	if st.UniquePages != 4 || st.DupPages != 2 {
+		t.Fatalf("default window: %d unique, %d duplicate pages; want 4 and 2", st.UniquePages, st.DupPages)
+	}
+
+	s := pageStore{window: 1, next: 1}
+	for i := 0; i < 5; i++ {
+		raw := binary.LittleEndian.AppendUint32(nil, s.next)
+		raw = binary.LittleEndian.AppendUint32(raw, pagesPerP)
+		raw = append(raw, make([]byte, pagesPerP*(pageSize+1))...)
+		if err := s.add(block{kind: kindPages, raw: raw}); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.blocks) > 2 {
+			t.Fatalf("after %d blocks the store holds %d", i+1, len(s.blocks))
+		}
+	}
+	if _, err := s.run(1, 1); err == nil {
+		t.Fatal("page 1 still served after it left the window")
+	}
+	if _, err := s.run(s.next-1, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRapidRoundTrip(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		img, ckpt := genImage(rt)
-		opt := Options{Image: image.Options{Format: image.FormatLibxc, Checkpointed: ckpt}}
+		opt := Options{Image: image.Options{Format: image.FormatLibxc, Checkpointed: ckpt}, Window: rapid.IntRange(1, 8).Draw(rt, "window")}
 		var packed bytes.Buffer
 		if _, err := Pack(&packed, bytes.NewReader(img), opt); err != nil {
 			rt.Fatal(err)
@@ -209,6 +355,73 @@ func TestCorruption(t *testing.T) {
 		if _, err := Open(bytes.NewReader(packed[:n]), int64(n)); err == nil {
 			t.Fatalf("Open of a file truncated at %d succeeded", n)
 		}
+	}
+}
+
+// rewriteBlock returns packed with the first block of the given kind
+// replaced by edit(raw), recompressed with a valid CRC (a well-formed file
+// that lies), and that block's offset.
+func rewriteBlock(t *testing.T, packed []byte, kind byte, edit func(raw []byte) []byte) ([]byte, int64) {
+	t.Helper()
+	off := fileHeader
+	for off < int64(len(packed)) {
+		b, err := readBlock(bytes.NewReader(packed[off:]), off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.kind != kind {
+			off += b.size
+			continue
+		}
+		if err := b.decode(false); err != nil {
+			t.Fatal(err)
+		}
+		enc, _ := zstd.NewWriter(nil)
+		comp := enc.EncodeAll(edit(b.raw), nil)
+		var h [blockHeader]byte
+		h[0] = kind
+		binary.LittleEndian.PutUint32(h[1:], uint32(len(edit(bytes.Clone(b.raw)))))
+		binary.LittleEndian.PutUint32(h[5:], uint32(len(comp)))
+		binary.LittleEndian.PutUint32(h[9:], crc32.Checksum(comp, castagnoli))
+		out := append(bytes.Clone(packed[:off]), h[:]...)
+		out = append(out, comp...)
+		return append(out, packed[off+b.size:]...), off
+	}
+	t.Fatalf("no block of kind %c", kind)
+	return nil, 0
+}
+
+// TestLyingBlocks: blocks with valid checksums but impossible contents are
+// reported as corrupt at their offset, naming what is wrong.
+func TestLyingBlocks(t *testing.T) {
+	img := fixtures(t)["guest1-pv.xl.zst"]
+	packed, _ := roundTrip(t, img, Options{})
+	cases := []struct {
+		name string
+		kind byte
+		edit func(raw []byte) []byte
+		want string
+	}{
+		{"transform code", kindPages, func(raw []byte) []byte { raw[len(raw)-1] = 9; return raw }, "transform 9"},
+		{"first id", kindPages, func(raw []byte) []byte { raw[0] = 2; return raw }, "starts at id 2"},
+		{"page count", kindPages, func(raw []byte) []byte { return raw[:len(raw)-1] }, "page block of"},
+		{"forward reference", kindSkeleton, func(raw []byte) []byte {
+			return append(raw, 'R', 1, 0, 0, 0, 0xff, 0xff, 0, 0)
+		}, "before it is made"},
+		{"unknown op", kindSkeleton, func(raw []byte) []byte { return append(raw, 'Q', 0, 0, 0, 0) }, "op 0x51"},
+	}
+	for _, c := range cases {
+		bad, off := rewriteBlock(t, packed, c.kind, c.edit)
+		err := Unpack(io.Discard, bytes.NewReader(bad))
+		var fe *stream.FormatError
+		if !errors.Is(err, ErrCorrupt) || !errors.As(err, &fe) || fe.Offset != off || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want ErrCorrupt at offset %d naming %q", c.name, err, off, c.want)
+		}
+	}
+	bad := bytes.Clone(packed)
+	binary.LittleEndian.PutUint32(bad[len(Magic):], 0)
+	if err := Unpack(io.Discard, bytes.NewReader(bad)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "window 0") {
+		t.Errorf("window 0: %v", err)
 	}
 }
 
