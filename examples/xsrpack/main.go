@@ -2,7 +2,7 @@
 // dropped, zstd in independent blocks with checksums) and unpacks them bit
 // for bit; it reads one page or the non-page records without unpacking:
 //
-//	xsrpack pack [-best] [-c] [IN [OUT]]      (- or absent: stdin/stdout)
+//	xsrpack pack [-best] [-c] [IN [OUT]]      (- or absent: stdin/stdout; -best: slower, smaller)
 //	xsrpack unpack [IN [OUT]]
 //	xsrpack cat-page [-round N] PACKED PFN    (the page's 4096 bytes to stdout)
 //	xsrpack stat PACKED
