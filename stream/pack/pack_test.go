@@ -139,15 +139,22 @@ func TestFullImages(t *testing.T) {
 	}
 }
 
-// genImage draws a bare libxc stream with zero, duplicate and unique pages
-// over several checkpoint rounds.
-func genImage(t *rapid.T) ([]byte, bool) {
-	var b bytes.Buffer
-	w := libxc.NewWriter(&b)
+// newHVMWriter starts a bare HVM libxc stream in b: headers and the static
+// records, ready for PAGE_DATA.
+func newHVMWriter(b *bytes.Buffer) *libxc.Writer {
+	w := libxc.NewWriter(b)
 	w.WriteHeader(libxc.NewImageHeader(3), libxc.DomainHeader{Type: libxc.DomainX86HVM, PageShift: 12})
 	w.WriteRecord(&libxc.X86CPUIDPolicy{Leaves: []libxc.CPUIDLeaf{{Leaf: 1}}})
 	w.WriteRecord(&libxc.X86MSRPolicy{Entries: []libxc.MSREntry{{Index: 1}}})
 	w.WriteRecord(&libxc.StaticDataEnd{})
+	return w
+}
+
+// genImage draws a bare libxc stream with zero, duplicate and unique pages
+// over several checkpoint rounds.
+func genImage(t *rapid.T) ([]byte, bool) {
+	var b bytes.Buffer
+	w := newHVMWriter(&b)
 	rounds := rapid.IntRange(1, 3).Draw(t, "rounds")
 	for r := 0; r < rounds; r++ {
 		if r > 0 {
@@ -277,11 +284,7 @@ func branchModel(p []byte, pos uint32) {
 func TestWindow(t *testing.T) {
 	page := func(b byte) []byte { return bytes.Repeat([]byte{b, 1}, pageSize/2) }
 	var img bytes.Buffer
-	w := libxc.NewWriter(&img)
-	w.WriteHeader(libxc.NewImageHeader(3), libxc.DomainHeader{Type: libxc.DomainX86HVM, PageShift: 12})
-	w.WriteRecord(&libxc.X86CPUIDPolicy{Leaves: []libxc.CPUIDLeaf{{Leaf: 1}}})
-	w.WriteRecord(&libxc.X86MSRPolicy{Entries: []libxc.MSREntry{{Index: 1}}})
-	w.WriteRecord(&libxc.StaticDataEnd{})
+	w := newHVMWriter(&img)
 	// A B A C D A: with a window of 2, the second A is a reference, the
 	// third (after C and D) is stored anew.
 	var data []byte
@@ -428,11 +431,7 @@ func TestLyingBlocks(t *testing.T) {
 func FuzzUnpack(f *testing.F) {
 	var packed bytes.Buffer
 	b := bytes.NewBuffer(nil)
-	w := libxc.NewWriter(b)
-	w.WriteHeader(libxc.NewImageHeader(3), libxc.DomainHeader{Type: libxc.DomainX86HVM, PageShift: 12})
-	w.WriteRecord(&libxc.X86CPUIDPolicy{Leaves: []libxc.CPUIDLeaf{{}}})
-	w.WriteRecord(&libxc.X86MSRPolicy{Entries: []libxc.MSREntry{{}}})
-	w.WriteRecord(&libxc.StaticDataEnd{})
+	w := newHVMWriter(b)
 	w.WriteRecord(&libxc.PageData{Entries: []uint64{1, 2}, Data: append(make([]byte, 4096), bytes.Repeat([]byte{7}, 4096)...)})
 	w.Close()
 	Pack(&packed, b, Options{})
