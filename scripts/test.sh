@@ -13,9 +13,11 @@ t0=$SECONDS
 
 echo "== setup"
 bash internal/xenlab/build.sh
-if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null; then
+# libxen-dev and gcc: the C layouts the tests compare against; zstd: the CLI
+# baseline of stream/pack's benchmarks.
+if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null || ! command -v zstd >/dev/null; then
 	apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev zstd >/dev/null
 fi
 
 echo "== go vet"
