@@ -71,9 +71,9 @@ const (
 	skelFlush = 1 << 20
 	trailerSz = 16
 	// DefaultWindow is the dedupe window (in unique pages) when
-	// Options.Window is zero: 256 MiB of pages; MaxWindow the largest a
+	// Options.Window is zero: 128 MiB of pages; MaxWindow the largest a
 	// packed file may declare (4 GiB of pages).
-	DefaultWindow = 1 << 16
+	DefaultWindow = 1 << 15
 	MaxWindow     = 1 << 20
 )
 

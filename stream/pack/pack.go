@@ -3,14 +3,15 @@ package pack
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/xensr/xensr/stream/image"
@@ -24,9 +25,11 @@ type Options struct {
 	// (zstd's level 3).
 	Level zstd.EncoderLevel
 	// Window bounds dedupe: a repeated page is stored as a reference only
-	// if it is one of the last Window unique pages, so that Unpack, reading
-	// front to back, keeps at most Window pages in memory. Zero means
-	// DefaultWindow; at most MaxWindow.
+	// if it is one of the last Window unique pages, so that Pack (which
+	// compares a candidate with the page it repeats, byte for byte) and
+	// Unpack (reading front to back) each keep at most Window pages, plus
+	// a block or two, in memory. Zero means DefaultWindow; at most
+	// MaxWindow.
 	Window int
 }
 
@@ -74,7 +77,15 @@ func (t *tee) drop(upto int64) {
 type job struct {
 	kind byte
 	raw  []byte
+	seq  int64 // page blocks: their number
 	out  chan []byte
+}
+
+// A keptBlock is a flushed page block whose pages may still be repeated.
+type keptBlock struct {
+	first, n uint32
+	raw      []byte
+	seq      int64
 }
 
 type packer struct {
@@ -88,12 +99,18 @@ type packer struct {
 	done  chan struct{}
 	// Buffers of page blocks and of compressed blocks, for reuse.
 	freePages, freeComp chan []byte
+	pagesWritten        atomic.Int64 // page blocks the writer is done with
 
 	skel   []byte
 	pages  []byte // page block being filled: first id, count, pages
 	xforms []byte // the transform code of each page in pages
-	ids    map[[32]byte]uint32
-	ring   [][32]byte // hash of the last window ids, by (id-1) % window
+	// Dedupe: a keyed hash finds a candidate among the last window pages,
+	// a byte comparison with the kept page confirms it.
+	seed   maphash.Seed
+	ids    map[uint64]uint32 // hash -> the latest id with that hash
+	ring   []uint64          // hash of each id in the window, by (id-1) % window
+	kept   []keptBlock       // flushed page blocks holding window pages, oldest first
+	pseq   int64             // page blocks flushed
 	window int
 	nextID uint32
 	// The run of pages not yet written as a skeleton op.
@@ -132,7 +149,8 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 	}
 	p := &packer{w: w, enc: enc, jobs: make(chan job, n), order: make(chan job, n), done: make(chan struct{}),
 		freePages: make(chan []byte, 2*n+2), freeComp: make(chan []byte, 2*n+2),
-		ids: map[[32]byte]uint32{}, ring: make([][32]byte, opt.Window), window: opt.Window, nextID: 1, lastPFN: ^uint64(0)}
+		seed: maphash.MakeSeed(), ids: map[uint64]uint32{}, ring: make([]uint64, opt.Window), window: opt.Window,
+		nextID: 1, lastPFN: ^uint64(0)}
 	for i := 0; i < n; i++ {
 		p.wg.Add(1)
 		go p.worker()
@@ -167,33 +185,40 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 
 func (p *packer) worker() {
 	defer p.wg.Done()
+	var dst []byte // the transformed copy of a page block
 	for j := range p.jobs {
+		src := j.raw
 		if j.kind == kindPages {
-			chooseXforms(j.raw)
-			transformBlock(j.raw, applyXform)
+			dst = transformBlock(dst[:0], src)
+			src = dst
 		}
-		j.out <- p.enc.EncodeAll(j.raw, get(p.freeComp, len(j.raw)/3+64))
+		j.out <- p.enc.EncodeAll(src, get(p.freeComp, len(src)/2+64))
 	}
 }
 
-// transformBlock applies f (applyXform or undoXform) to every page of a
-// page block whose layout has been checked.
-func transformBlock(raw []byte, f func(x byte, p []byte, pos uint32)) {
+// transformBlock appends to dst page block raw with every page transformed
+// (raw's own pages stay as they are: the packer compares new pages with
+// them). The packer marks typed page tables; the others are chosen here.
+func transformBlock(dst, raw []byte) []byte {
+	first := binary.LittleEndian.Uint32(raw)
+	n := int(binary.LittleEndian.Uint32(raw[4:]))
+	dst = append(dst, raw...)
+	xf := dst[8+n*pageSize:]
+	for i := range n {
+		src := raw[8+i*pageSize : 8+(i+1)*pageSize]
+		xf[i] = xformFor(xf[i] == xformTable, src)
+		applyXform(xf[i], dst[8+i*pageSize:8+(i+1)*pageSize], src, (first-1+uint32(i))*pageSize)
+	}
+	return dst
+}
+
+// undoBlock reverses the transforms of a checked page block in place.
+func undoBlock(raw []byte) {
 	first := binary.LittleEndian.Uint32(raw)
 	n := int(binary.LittleEndian.Uint32(raw[4:]))
 	xf := raw[8+n*pageSize:]
-	for i := 0; i < n; i++ {
-		f(xf[i], raw[8+i*pageSize:8+(i+1)*pageSize], (first-1+uint32(i))*pageSize)
-	}
-}
-
-// chooseXforms sets the transform code of each page of a page block whose
-// page is not a typed page table (the packer marks those).
-func chooseXforms(raw []byte) {
-	n := int(binary.LittleEndian.Uint32(raw[4:]))
-	xf := raw[8+n*pageSize:]
-	for i := range xf {
-		xf[i] = xformFor(xf[i] == xformTable, raw[8+i*pageSize:8+(i+1)*pageSize])
+	for i := range n {
+		undoXform(xf[i], raw[8+i*pageSize:8+(i+1)*pageSize], (first-1+uint32(i))*pageSize)
 	}
 }
 
@@ -212,7 +237,7 @@ func (p *packer) writer() {
 		p.write(comp)
 		put(p.freeComp, comp)
 		if j.kind == kindPages {
-			put(p.freePages, j.raw)
+			p.pagesWritten.Store(j.seq + 1)
 		}
 	}
 }
@@ -351,8 +376,8 @@ func (p *packer) pageData(round int, pd *libxc.PageData) {
 		if bytes.Equal(data, zeroPage[:]) {
 			p.st.ZeroPages++
 		} else {
-			sum := sha256.Sum256(data)
-			if old, ok := p.ids[sum]; ok {
+			sum := maphash.Bytes(p.seed, data)
+			if old, ok := p.ids[sum]; ok && bytes.Equal(p.keptPage(old), data) {
 				id, kind = old, runDup
 				p.st.DupPages++
 			} else {
@@ -399,7 +424,7 @@ func (p *packer) endRun() {
 
 // addPage gives a new page the next id, remembers its hash for the window
 // and adds it to the page block.
-func (p *packer) addPage(sum [32]byte, data []byte, pageTable bool) uint32 {
+func (p *packer) addPage(sum uint64, data []byte, pageTable bool) uint32 {
 	id := p.nextID
 	p.nextID++
 	p.st.UniquePages++
@@ -418,6 +443,15 @@ func (p *packer) addPage(sum [32]byte, data []byte, pageTable bool) uint32 {
 		x = xformTable
 	}
 	p.xforms = append(p.xforms, x)
+	// Let go of the blocks that hold no page of the window any more; their
+	// buffers are reused once the writer is done with them.
+	for len(p.kept) > 0 && p.kept[0].first+p.kept[0].n <= p.nextID-uint32(min(p.window, int(p.nextID))) {
+		if k := p.kept[0]; p.pagesWritten.Load() > k.seq {
+			put(p.freePages, k.raw)
+		}
+		p.kept[0] = keptBlock{}
+		p.kept = p.kept[1:]
+	}
 	return id
 }
 
@@ -439,6 +473,22 @@ func (p *packer) occurrence(round int, pfn uint64, id uint32) {
 func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
+// keptPage returns the contents of page id, which the caller knows to be
+// in the window.
+func (p *packer) keptPage(id uint32) []byte {
+	if first := binary.LittleEndian.Uint32(p.pages); id >= first {
+		i := int(id - first)
+		return p.pages[8+i*pageSize : 8+(i+1)*pageSize]
+	}
+	for i := len(p.kept) - 1; i >= 0; i-- {
+		if k := &p.kept[i]; id >= k.first {
+			j := int(id - k.first)
+			return k.raw[8+j*pageSize : 8+(j+1)*pageSize]
+		}
+	}
+	return nil
+}
+
 func (p *packer) newPageBlock() {
 	p.pages = get(p.freePages, 8+pagesPerP*(pageSize+1))[:8]
 	binary.LittleEndian.PutUint32(p.pages, p.nextID)
@@ -456,7 +506,11 @@ func (p *packer) flushPages() {
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, first)
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, n)
 	p.st.PageBlocks++
-	p.emit(kindPages, p.pages)
+	p.kept = append(p.kept, keptBlock{first: first, n: n, raw: p.pages, seq: p.pseq})
+	j := job{kind: kindPages, raw: p.pages, seq: p.pseq, out: make(chan []byte, 1)}
+	p.pseq++
+	p.order <- j
+	p.jobs <- j
 	p.newPageBlock()
 }
 

@@ -223,7 +223,7 @@ func TestRapidTransforms(t *testing.T) {
 		pos := rapid.Uint32().Draw(rt, "pos") &^ (pageSize - 1)
 		x := byte(rapid.IntRange(xformNone, xformTable).Draw(rt, "xform"))
 		p := bytes.Clone(page)
-		applyXform(x, p, pos)
+		applyXform(x, p, p, pos)
 		if x == xformBranch {
 			want := bytes.Clone(page)
 			branchModel(want, pos)
@@ -248,7 +248,7 @@ func TestBranchExamples(t *testing.T) {
 	copy(p[0x300:], []byte{0xe9, 0x00, 0x00, 0x00, 0x12}) // top byte 0x12: not a near branch
 	copy(p[pageSize-4:], []byte{0xe8, 0x01, 0x00, 0x00})  // operand past the page
 	orig := bytes.Clone(p)
-	applyXform(xformBranch, p, 0x5000)
+	applyXform(xformBranch, p, p, 0x5000)
 	if !bytes.Equal(p[0x101:0x105], p[0x201:0x205]) || binary.LittleEndian.Uint32(p[0x101:]) != 0x5000 {
 		t.Fatalf("converted operands % x and % x, want both 00 50 00 00", p[0x101:0x105], p[0x201:0x205])
 	}

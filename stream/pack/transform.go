@@ -50,16 +50,21 @@ func looksLikeTable(p []byte) bool {
 	return n >= need
 }
 
-// applyXform transforms page p in place; pos is its position in the store
-// of unique pages ((id-1)*4096), which the branch converter needs.
-func applyXform(x byte, p []byte, pos uint32) {
+// applyXform writes page src transformed into dst (the same slice or one
+// that does not overlap it); pos is the page's position in the store of
+// unique pages ((id-1)*4096), which the branch converter needs.
+func applyXform(x byte, dst, src []byte, pos uint32) {
 	switch x {
 	case xformBranch:
-		branch(p, pos, true)
+		copy(dst, src)
+		branch(dst, pos, true)
 	case xformTable:
-		for i := len(p) - 8; i >= 8; i -= 8 {
-			binary.LittleEndian.PutUint64(p[i:], binary.LittleEndian.Uint64(p[i:])-binary.LittleEndian.Uint64(p[i-8:]))
+		for i := len(src) - 8; i >= 8; i -= 8 {
+			binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])-binary.LittleEndian.Uint64(src[i-8:]))
 		}
+		copy(dst[:8], src[:8])
+	default:
+		copy(dst, src)
 	}
 }
 

@@ -74,7 +74,7 @@ func (b *block) decode(undo bool) error {
 		return err
 	}
 	if undo {
-		transformBlock(raw, undoXform)
+		undoBlock(raw)
 	}
 	return nil
 }
