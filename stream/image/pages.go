@@ -1,7 +1,7 @@
 package image
 
 import (
-	"encoding/binary"
+	"bytes"
 	"encoding/json"
 
 	"github.com/xensr/xensr/stream/libxc"
@@ -81,17 +81,16 @@ func pageStats(p *libxc.PageData) PageStats {
 	return st
 }
 
+var zeroPage [libxc.PageSize]byte
+
+// allZero reports whether a page holds only zero bytes (bytes.Equal
+// compares with vector instructions).
 func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
+	for len(b) > len(zeroPage) {
+		if !bytes.Equal(b[:len(zeroPage)], zeroPage[:]) {
 			return false
 		}
-		b = b[8:]
+		b = b[len(zeroPage):]
 	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
+	return bytes.Equal(b, zeroPage[:len(b)])
 }

@@ -202,7 +202,9 @@ func (p *packer) worker() {
 func transformBlock(dst, raw []byte) []byte {
 	first := binary.LittleEndian.Uint32(raw)
 	n := int(binary.LittleEndian.Uint32(raw[4:]))
-	dst = append(dst, raw...)
+	dst = append(dst, raw[:8]...)
+	dst = append(dst, make([]byte, n*pageSize)...) // each page written below
+	dst = append(dst, raw[8+n*pageSize:]...)
 	xf := dst[8+n*pageSize:]
 	for i := range n {
 		src := raw[8+i*pageSize : 8+(i+1)*pageSize]

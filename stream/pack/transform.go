@@ -43,11 +43,15 @@ func looksLikeTable(p []byte) bool {
 	for i := 8; i+8 <= len(p); i += 8 {
 		v := binary.LittleEndian.Uint64(p[i:])
 		if d := v - prev; d != 0 && (d < lim || -d < lim) {
-			n++
+			if n++; n >= need {
+				return true
+			}
+		} else if n+(len(p)-i)/8-1 < need {
+			return false // even the words left could not make it
 		}
 		prev = v
 	}
-	return n >= need
+	return false
 }
 
 // applyXform writes page src transformed into dst (the same slice or one
