@@ -202,10 +202,13 @@ func (p *packer) worker() {
 func transformBlock(dst, raw []byte) []byte {
 	first := binary.LittleEndian.Uint32(raw)
 	n := int(binary.LittleEndian.Uint32(raw[4:]))
-	dst = append(dst, raw[:8]...)
-	dst = append(dst, make([]byte, n*pageSize)...) // each page written below
-	dst = append(dst, raw[8+n*pageSize:]...)
+	if cap(dst) < len(raw) {
+		dst = make([]byte, 0, len(raw))
+	}
+	dst = dst[:len(raw)] // the header and codes copied, each page written below
+	copy(dst[:8], raw)
 	xf := dst[8+n*pageSize:]
+	copy(xf, raw[8+n*pageSize:])
 	for i := range n {
 		src := raw[8+i*pageSize : 8+(i+1)*pageSize]
 		xf[i] = xformFor(xf[i] == xformTable, src)

@@ -1,8 +1,8 @@
 package pack
 
 import (
+	"bytes"
 	"encoding/binary"
-	"math/bits"
 )
 
 // A transform is applied to a page before compression and undone after
@@ -93,12 +93,13 @@ func undoXform(x byte, p []byte, pos uint32) {
 // conversion never changes, and the decoder makes the same ones.
 func branch(p []byte, pos uint32, enc bool) {
 	end := len(p) - 4 // last opcode position + 1
+	var e8, e9 nextByte
 	for i := 0; i < end; {
-		j := indexBranch(p[i:end])
-		if j < 0 {
+		j := min(e8.at(p[:end], i, 0xe8), e9.at(p[:end], i, 0xe9))
+		if j >= end {
 			return
 		}
-		i += j
+		i = j
 		if top := p[i+4]; top == 0 || top == 0xff {
 			v := binary.LittleEndian.Uint32(p[i+1:])
 			at := pos + uint32(i) + 5
@@ -117,21 +118,26 @@ func branch(p []byte, pos uint32, enc bool) {
 	}
 }
 
-// indexBranch returns the index of the first 0xE8 or 0xE9 byte of b, or -1.
-// It tests eight bytes at a time: E8 and E9 differ only in bit 0.
-func indexBranch(b []byte) int {
-	const ones, highs, pat = 0x0101010101010101, 0x8080808080808080, 0xe9e9e9e9e9e9e9e9
-	i := 0
-	for ; i+8 <= len(b); i += 8 {
-		y := (binary.LittleEndian.Uint64(b[i:]) | ones) ^ pat
-		if m := (y - ones) &^ y & highs; m != 0 {
-			return i + bits.TrailingZeros64(m)/8
+// A nextByte remembers where a byte value next occurs in a slice, so that
+// the search for E8 and for E9 (bytes.IndexByte, with vector instructions)
+// each pass over the slice once.
+type nextByte struct {
+	pos   int  // index of the next occurrence found, or none
+	valid bool // pos is known
+}
+
+// none is what nextByte.at returns when c does not occur again.
+const none = 1 << 30
+
+// at returns the index of the first c in b at or after from, or none.
+func (n *nextByte) at(b []byte, from int, c byte) int {
+	if !n.valid || n.pos < from {
+		n.valid = true
+		if k := bytes.IndexByte(b[from:], c); k >= 0 {
+			n.pos = from + k
+		} else {
+			n.pos = none
 		}
 	}
-	for ; i < len(b); i++ {
-		if b[i]|1 == 0xe9 {
-			return i
-		}
-	}
-	return -1
+	return n.pos
 }
