@@ -96,7 +96,10 @@ type packer struct {
 	wg    sync.WaitGroup
 	off   int64
 	werr  error
-	done  chan struct{}
+	// failed is set once a write has failed, so that the walk stops
+	// reading instead of packing the rest of the image for nothing.
+	failed atomic.Bool
+	done   chan struct{}
 	// Buffers of page blocks and of compressed blocks, for reuse.
 	freePages, freeComp chan []byte
 	pagesWritten        atomic.Int64 // page blocks the writer is done with
@@ -176,8 +179,8 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 		binary.LittleEndian.PutUint64(tr[8:], uint64(p.lastBlock))
 		p.write(tr[:])
 	}
-	if err == nil {
-		err = p.werr
+	if p.werr != nil {
+		err = p.werr // what stopped the walk, if it stopped
 	}
 	p.st.OutBytes = p.off
 	return p.st, err
@@ -274,7 +277,14 @@ func (p *packer) write(b []byte) {
 	n, err := p.w.Write(b)
 	p.off += int64(n)
 	p.werr = err
+	if err != nil {
+		p.failed.Store(true)
+	}
 }
+
+// errStopped stops the walk once writing has failed; Pack returns the
+// write error instead.
+var errStopped = errors.New("pack: output failed")
 
 // emit queues a block for compression; the writer keeps the order.
 func (p *packer) emit(kind byte, raw []byte) {
@@ -293,6 +303,9 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		}
 		if err != nil {
 			return err
+		}
+		if p.failed.Load() {
+			return errStopped
 		}
 		raw, err := t.take(it.Offset, it.Size)
 		if err != nil {

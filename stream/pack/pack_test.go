@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/xensr/xensr/stream"
@@ -358,6 +359,82 @@ func TestCorruption(t *testing.T) {
 		if _, err := Open(bytes.NewReader(packed[:n]), int64(n)); err == nil {
 			t.Fatalf("Open of a file truncated at %d succeeded", n)
 		}
+	}
+}
+
+// failingWriter fails once left bytes are written, and then closes failed.
+type failingWriter struct {
+	left   int
+	failed chan struct{}
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		select {
+		case <-w.failed:
+		default:
+			close(w.failed)
+		}
+		return n, errDiskFull
+	}
+	w.left -= len(p)
+	return len(p), nil
+}
+
+// gatedReader holds back everything after its first n bytes until gate is
+// closed (or ten seconds have passed).
+type gatedReader struct {
+	r    io.Reader
+	n    int
+	gate chan struct{}
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if g.n <= 0 {
+		select {
+		case <-g.gate:
+		case <-time.After(10 * time.Second):
+		}
+	} else if len(p) > g.n {
+		p = p[:g.n]
+	}
+	k, err := g.r.Read(p)
+	g.n -= k
+	return k, err
+}
+
+// TestWriteError: a failing output ends Pack with that error, and Pack stops
+// reading its input instead of packing the rest for nothing.
+func TestWriteError(t *testing.T) {
+	var img bytes.Buffer
+	w := newHVMWriter(&img)
+	var rec []int
+	for r := 0; r < 3; r++ {
+		pd := &libxc.PageData{}
+		for i := 0; i < pagesPerP; i++ {
+			pd.Entries = append(pd.Entries, uint64(r*pagesPerP+i))
+			page := make([]byte, pageSize)
+			binary.LittleEndian.PutUint64(page, uint64(r*pagesPerP+i+1))
+			pd.Data = append(pd.Data, page...)
+		}
+		w.WriteRecord(pd)
+		rec = append(rec, img.Len())
+	}
+	w.Close()
+	in := bytes.NewReader(img.Bytes())
+	out := &failingWriter{left: 100, failed: make(chan struct{})}
+	// The first record fills a page block, whose write fails; the second is
+	// held back until then; the third must never be read.
+	_, err := Pack(out, &gatedReader{r: in, n: rec[0], gate: out.failed}, Options{Image: image.Options{Format: image.FormatLibxc}})
+	if !errors.Is(err, errDiskFull) {
+		t.Fatalf("Pack to a failing writer: %v", err)
+	}
+	if read := img.Len() - in.Len(); read > rec[1]+64<<10 {
+		t.Fatalf("Pack read %d bytes, past the second record (ends at %d), after the output failed", read, rec[1])
 	}
 }
 
