@@ -12,14 +12,19 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// benchImage is a full lab image (XENSR_IMAGES/guest1.save) or, without
-// one, the PV fixture.
+// benchImage is a full lab image (XENSR_IMAGES/guest1.save, or the file
+// XENSR_BENCH_IMAGE names there) or, without one, the PV fixture.
 func benchImage(b *testing.B) []byte {
 	if dir := os.Getenv("XENSR_IMAGES"); dir != "" {
-		img, err := os.ReadFile(filepath.Join(dir, "guest1.save"))
-		if err == nil {
-			return img
+		name := os.Getenv("XENSR_BENCH_IMAGE")
+		if name == "" {
+			name = "guest1.save"
 		}
+		img, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return img
 	}
 	c, err := os.ReadFile("../testdata/guest1-pv.xl.zst")
 	if err != nil {
