@@ -1,10 +1,15 @@
 // Package pack stores Xen save images compactly and gives random access to
 // their pages. A packed file holds the image's bytes outside page contents
 // (headers, records, PFN lists: the skeleton) and its page contents
-// deduplicated by content, zero pages stored as nothing, all compressed with
-// zstd in independent blocks, each with a CRC-32C; an index at the end finds
-// any page by checkpoint round and PFN. Unpacking reproduces the image bit
-// for bit.
+// deduplicated by content (a keyed hash finds a candidate, a byte comparison
+// confirms it), zero pages stored as nothing, each page transformed to
+// compress better (x86 branch targets made absolute, page tables and other
+// arrays of ascending numbers delta-coded), all compressed with zstd in
+// independent blocks on every core, each block with a CRC-32C; an index at
+// the end finds any page by checkpoint round and PFN. Unpacking reproduces
+// the image bit for bit. Memory is bounded in both directions: the dedupe
+// window of pages (Options.Window), a few blocks, one record, and in Pack
+// the index being built (about 3 bytes a page).
 //
 // Both directions stream: Pack reads the image from an io.Reader (a pipe
 // from `xl save`) and Unpack writes to an io.Writer (a pipe into `xl
@@ -30,8 +35,8 @@
 // zero pages; 'N' u32
 // n, the next n new pages in id order; 'R' u32 n, n u32 ids of pages seen
 // before. Page blocks come before the skeleton blocks that use them. A
-// reference names one of the last window unique pages, so Unpack holds at
-// most window pages. The index block lists the page blocks (first id u32,
+// reference names one of the last window unique pages, so Pack and Unpack
+// each hold at most window pages (plus a block or two). The index block lists the page blocks (first id u32,
 // count u32 each, after their number u32), then the number of page
 // occurrences u64 and, per occurrence, three zigzag varints: the change of
 // checkpoint round, the PFN's distance from the previous PFN plus one, and
