@@ -81,13 +81,6 @@ type job struct {
 	out  chan []byte
 }
 
-// A keptBlock is a flushed page block whose pages may still be repeated.
-type keptBlock struct {
-	first, n uint32
-	raw      []byte
-	seq      int64
-}
-
 type packer struct {
 	w     io.Writer
 	enc   *zstd.Encoder
@@ -109,13 +102,14 @@ type packer struct {
 	xforms []byte // the transform code of each page in pages
 	// Dedupe: a keyed hash finds a candidate among the last window pages,
 	// a byte comparison with the kept page confirms it.
-	seed   maphash.Seed
-	ids    map[uint64]uint32 // hash -> the latest id with that hash
-	ring   []uint64          // hash of each id in the window, by (id-1) % window
-	kept   []keptBlock       // flushed page blocks holding window pages, oldest first
-	pseq   int64             // page blocks flushed
-	window int
-	nextID uint32
+	seed    maphash.Seed
+	ids     map[uint64]uint32 // hash -> the latest id with that hash
+	ring    []uint64          // hash of each id in the window, by (id-1) % window
+	kept    pageBlocks        // flushed page blocks holding window pages
+	pseq    int64             // page blocks flushed
+	dropped int64             // page blocks let go of
+	window  int
+	nextID  uint32
 	// The run of pages not yet written as a skeleton op.
 	runKind byte
 	runLen  uint32
@@ -287,8 +281,8 @@ func (p *packer) write(b []byte) {
 var errStopped = errors.New("pack: output failed")
 
 // emit queues a block for compression; the writer keeps the order.
-func (p *packer) emit(kind byte, raw []byte) {
-	j := job{kind: kind, raw: raw, out: make(chan []byte, 1)}
+func (p *packer) emit(j job) {
+	j.out = make(chan []byte, 1)
 	p.order <- j
 	p.jobs <- j
 }
@@ -359,20 +353,15 @@ func (p *packer) words(b []byte) {
 	p.endRun()
 	p.st.SkeletonBytes += int64(len(b))
 	p.op(opWords, uint32(len(b)/8))
-	var prev uint64
-	for i := 0; i+8 <= len(b); i += 8 {
-		v := binary.LittleEndian.Uint64(b[i:])
-		p.skel = binary.LittleEndian.AppendUint64(p.skel, v-prev)
-		prev = v
-	}
+	start := len(p.skel)
+	p.skel = append(p.skel, b...)
+	applyXform(xformTable, p.skel[start:], p.skel[start:], 0)
 }
 
 func (p *packer) op(code byte, n uint32) {
 	p.skel = append(p.skel, code)
 	p.skel = binary.LittleEndian.AppendUint32(p.skel, n)
 }
-
-var zeroPage [pageSize]byte
 
 // Skeleton ops (see format.go).
 const (
@@ -391,7 +380,7 @@ func (p *packer) pageData(round int, pd *libxc.PageData) {
 		p.st.Pages++
 		var id uint32
 		kind := byte(runZero)
-		if bytes.Equal(data, zeroPage[:]) {
+		if bytes.Equal(data, zeros[:pageSize]) {
 			p.st.ZeroPages++
 		} else {
 			sum := maphash.Bytes(p.seed, data)
@@ -463,13 +452,12 @@ func (p *packer) addPage(sum uint64, data []byte, pageTable bool) uint32 {
 	p.xforms = append(p.xforms, x)
 	// Let go of the blocks that hold no page of the window any more; their
 	// buffers are reused once the writer is done with them.
-	for len(p.kept) > 0 && p.kept[0].first+p.kept[0].n <= p.nextID-uint32(min(p.window, int(p.nextID))) {
-		if k := p.kept[0]; p.pagesWritten.Load() > k.seq {
-			put(p.freePages, k.raw)
+	p.kept.dropBelow(p.nextID-uint32(min(p.window, int(p.nextID))), func(raw []byte) {
+		if p.pagesWritten.Load() > p.dropped {
+			put(p.freePages, raw)
 		}
-		p.kept[0] = keptBlock{}
-		p.kept = p.kept[1:]
-	}
+		p.dropped++
+	})
 	return id
 }
 
@@ -495,16 +483,10 @@ func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 // in the window.
 func (p *packer) keptPage(id uint32) []byte {
 	if first := binary.LittleEndian.Uint32(p.pages); id >= first {
-		i := int(id - first)
+		i := int(id - first) // in the block being filled
 		return p.pages[8+i*pageSize : 8+(i+1)*pageSize]
 	}
-	for i := len(p.kept) - 1; i >= 0; i-- {
-		if k := &p.kept[i]; id >= k.first {
-			j := int(id - k.first)
-			return k.raw[8+j*pageSize : 8+(j+1)*pageSize]
-		}
-	}
-	return nil
+	return p.kept.run(id, 1)
 }
 
 func (p *packer) newPageBlock() {
@@ -524,11 +506,9 @@ func (p *packer) flushPages() {
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, first)
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, n)
 	p.st.PageBlocks++
-	p.kept = append(p.kept, keptBlock{first: first, n: n, raw: p.pages, seq: p.pseq})
-	j := job{kind: kindPages, raw: p.pages, seq: p.pseq, out: make(chan []byte, 1)}
+	p.kept.push(p.pages)
+	p.emit(job{kind: kindPages, raw: p.pages, seq: p.pseq})
 	p.pseq++
-	p.order <- j
-	p.jobs <- j
 	p.newPageBlock()
 }
 
@@ -539,7 +519,7 @@ func (p *packer) flushSkeleton() {
 		return
 	}
 	p.st.SkeletonBlocks++
-	p.emit(kindSkeleton, p.skel)
+	p.emit(job{kind: kindSkeleton, raw: p.skel})
 	p.skel = make([]byte, 0, skelFlush+64)
 }
 
@@ -553,6 +533,6 @@ func (p *packer) queueIndex() error {
 	if len(idx) > MaxBlock {
 		return errors.New("pack: index larger than a block (image too large)")
 	}
-	p.emit(kindIndex, idx)
+	p.emit(job{kind: kindIndex, raw: idx})
 	return nil
 }

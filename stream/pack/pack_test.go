@@ -312,14 +312,14 @@ func TestWindow(t *testing.T) {
 		if err := s.add(block{kind: kindPages, raw: raw}); err != nil {
 			t.Fatal(err)
 		}
-		if len(s.blocks) > 2 {
-			t.Fatalf("after %d blocks the store holds %d", i+1, len(s.blocks))
+		if len(s.raw) > 2 {
+			t.Fatalf("after %d blocks the store holds %d", i+1, len(s.raw))
 		}
 	}
-	if _, err := s.run(1, 1); err == nil {
+	if _, err := s.pages(1, 1); err == nil {
 		t.Fatal("page 1 still served after it left the window")
 	}
-	if _, err := s.run(s.next-1, 1); err != nil {
+	if _, err := s.pages(s.next-1, 1); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -66,7 +66,7 @@ func applyXform(x byte, dst, src []byte, pos uint32) {
 		for i := len(src) - 8; i >= 8; i -= 8 {
 			binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])-binary.LittleEndian.Uint64(src[i-8:]))
 		}
-		copy(dst[:8], src[:8])
+		copy(dst[:min(len(dst), 8)], src)
 	default:
 		copy(dst, src)
 	}

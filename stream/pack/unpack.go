@@ -122,9 +122,9 @@ func readFileHeader(r io.Reader) (uint32, error) {
 // skeleton after at most one more page block, so pages older than window +
 // pagesPerP behind the newest can go.
 type pageStore struct {
+	pageBlocks
 	window uint32
 	next   uint32 // first id of the next page block
-	blocks []block
 }
 
 func (s *pageStore) add(b block) error {
@@ -132,33 +132,19 @@ func (s *pageStore) add(b block) error {
 	if first != s.next {
 		return formatErr(b.off, fmt.Sprintf("page block starts at id %d, want %d", first, s.next), ErrCorrupt)
 	}
-	s.blocks = append(s.blocks, b)
+	s.push(b.raw)
 	s.next += n
-	for len(s.blocks) > 0 {
-		f, c, _ := s.blocks[0].pageLayout()
-		if uint64(f)+uint64(c)-1+uint64(s.window)+pagesPerP > uint64(s.next-1) {
-			break
-		}
-		s.blocks[0] = block{}
-		s.blocks = s.blocks[1:]
+	if keep := uint64(s.window) + pagesPerP; uint64(s.next) > keep {
+		s.dropBelow(s.next-uint32(keep), nil)
 	}
 	return nil
 }
 
-// run returns pages id, id+1, ... (at most n) that lie one after another
+// pages returns pages id, id+1, ... (at most n) that lie one after another
 // in one block.
-func (s *pageStore) run(id, n uint32) ([]byte, error) {
-	for i := len(s.blocks) - 1; i >= 0; i-- {
-		b := &s.blocks[i]
-		first, count := binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
-		if id >= first {
-			k := id - first
-			if k >= count {
-				break
-			}
-			n = min(n, count-k)
-			return b.raw[8+k*pageSize : 8+(k+n)*pageSize], nil
-		}
+func (s *pageStore) pages(id, n uint32) ([]byte, error) {
+	if p := s.run(id, n); p != nil {
+		return p, nil
 	}
 	return nil, fmt.Errorf("page id %d not defined or outside the window", id)
 }
@@ -290,11 +276,7 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 			if uint64(n)*8 > uint64(len(ops)) {
 				return bad("word list past the block")
 			}
-			var prev uint64
-			for i := uint32(0); i < n; i++ {
-				prev += binary.LittleEndian.Uint64(ops[8*i:])
-				binary.LittleEndian.PutUint64(ops[8*i:], prev)
-			}
+			undoXform(xformTable, ops[:8*n], 0)
 			if _, err := w.Write(ops[:8*n]); err != nil {
 				return err
 			}
@@ -315,7 +297,7 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 				return bad("new-page run too long")
 			}
 			for i := uint32(0); i < n && store != nil; {
-				p, err := store.run(e.next+i, n-i)
+				p, err := store.pages(e.next+i, n-i)
 				if err != nil {
 					return bad(err.Error())
 				}
@@ -337,7 +319,7 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 				if store == nil {
 					continue
 				}
-				p, err := store.run(id, 1)
+				p, err := store.pages(id, 1)
 				if err != nil {
 					return bad(err.Error())
 				}
