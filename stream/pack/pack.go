@@ -197,8 +197,8 @@ func (p *packer) worker() {
 // (raw's own pages stay as they are: the packer compares new pages with
 // them). The packer marks typed page tables; the others are chosen here.
 func transformBlock(dst, raw []byte) []byte {
-	first := binary.LittleEndian.Uint32(raw)
-	n := int(binary.LittleEndian.Uint32(raw[4:]))
+	first, count := blockIDs(raw)
+	n := int(count)
 	if cap(dst) < len(raw) {
 		dst = make([]byte, 0, len(raw))
 	}
@@ -216,8 +216,8 @@ func transformBlock(dst, raw []byte) []byte {
 
 // undoBlock reverses the transforms of a checked page block in place.
 func undoBlock(raw []byte) {
-	first := binary.LittleEndian.Uint32(raw)
-	n := int(binary.LittleEndian.Uint32(raw[4:]))
+	first, count := blockIDs(raw)
+	n := int(count)
 	xf := raw[8+n*pageSize:]
 	for i := range n {
 		undoXform(xf[i], raw[8+i*pageSize:8+(i+1)*pageSize], (first-1+uint32(i))*pageSize)

@@ -85,7 +85,7 @@ func (b *block) pageLayout() (first, n uint32, err error) {
 	if len(b.raw) < 8 {
 		return 0, 0, formatErr(b.off, "page block header", ErrCorrupt)
 	}
-	first, n = binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
+	first, n = blockIDs(b.raw)
 	if first == 0 || n == 0 || n > pagesPerP || uint64(len(b.raw)) != 8+uint64(n)*(pageSize+1) || uint64(first)+uint64(n) > 1<<32 {
 		return 0, 0, formatErr(b.off, fmt.Sprintf("page block of %d pages from id %d in %d bytes", n, first, len(b.raw)), ErrCorrupt)
 	}
@@ -99,7 +99,7 @@ func (b *block) pageLayout() (first, n uint32, err error) {
 
 // page returns page id of a checked page block, transformed as stored.
 func (b *block) page(id uint32) (data []byte, xform byte) {
-	first, n := binary.LittleEndian.Uint32(b.raw), binary.LittleEndian.Uint32(b.raw[4:])
+	first, n := blockIDs(b.raw)
 	i := int(id - first)
 	return b.raw[8+i*pageSize : 8+(i+1)*pageSize], b.raw[8+int(n)*pageSize+i]
 }
