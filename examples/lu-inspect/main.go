@@ -10,28 +10,35 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/liveupdate"
 )
 
-func main() {
-	bm := flag.String("bootmem", "", "bootmem region `ADDR[,LEN]` (LEN defaults to one page)")
-	flag.Parse()
-	if flag.NArg() != 1 || *bm == "" {
-		fmt.Fprintln(os.Stderr, "usage: lu-inspect -bootmem ADDR[,LEN] IMAGE")
-		os.Exit(2)
+func main() { os.Exit(luInspect(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func luInspect(args []string, stdout, stderr io.Writer) int {
+	c := cli.New("lu-inspect", "IMAGE", `Prints the live-update breadcrumb of IMAGE, a file standing for physical
+memory (offset = physical address), and the records of each domain's
+migration stream in the live-update data.`, stderr)
+	bm := c.Flags.String("bootmem", "", "start of the live-update bootmem region, `ADDR[,LEN]` (LEN defaults to one page; required)")
+	rest, code, ok := c.ParseN(args, 1, 1)
+	if !ok {
+		return code
 	}
-	if err := run(os.Stdout, flag.Arg(0), *bm); err != nil {
-		fmt.Fprintln(os.Stderr, "lu-inspect:", err)
-		os.Exit(1)
+	if *bm == "" {
+		return c.UsageError("-bootmem is required")
 	}
+	if err := run(stdout, rest[0], *bm); err != nil {
+		return c.Fail(err)
+	}
+	return cli.ExitOK
 }
 
 func parseRegion(s string) (liveupdate.Region, error) {

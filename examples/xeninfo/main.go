@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/xensr/xensr/hypercall"
+	"github.com/xensr/xensr/internal/cli"
 )
 
 // Source is what xeninfo needs from the hypervisor (hypercall.Xen).
@@ -24,44 +25,82 @@ type Source interface {
 // Namer reads a domain's name (xenstore's /local/domain/N/name).
 type Namer func(ctx context.Context, domid uint32) string
 
-func run(ctx context.Context, x Source, name Namer, out io.Writer) error {
+// Info is what xeninfo prints, and its -json form.
+type Info struct {
+	XenVersion string   `json:"xen_version"`
+	XenCaps    string   `json:"xen_caps"`
+	Domains    []Domain `json:"domains"`
+}
+
+// Domain is one row of the list.
+type Domain struct {
+	Name     string  `json:"name"`
+	ID       uint32  `json:"domid"`
+	MemMiB   uint64  `json:"memory_mib"`
+	VCPUs    uint32  `json:"vcpus"`
+	State    string  `json:"state"`
+	CPUTimeS float64 `json:"cpu_time_s"`
+}
+
+func gather(ctx context.Context, x Source, name Namer) (Info, error) {
 	ma, mi, err := x.Version()
 	if err != nil {
-		return err
+		return Info{}, err
 	}
 	extra, err := x.ExtraVersion()
 	if err != nil {
-		return err
+		return Info{}, err
 	}
 	caps, err := x.Capabilities()
 	if err != nil {
-		return err
+		return Info{}, err
 	}
-	fmt.Fprintf(out, "xen_version            : %d.%d%s\n", ma, mi, extra)
-	fmt.Fprintf(out, "xen_caps               : %s\n", strings.TrimSpace(caps))
-	var doms []hypercall.DomainInfo
+	info := Info{XenVersion: fmt.Sprintf("%d.%d%s", ma, mi, extra), XenCaps: strings.TrimSpace(caps), Domains: []Domain{}}
 	for first := uint32(0); ; {
 		batch, err := x.GetDomainInfoList(first, 64)
 		if err != nil {
-			return err
+			return Info{}, err
 		}
-		doms = append(doms, batch...)
+		for _, d := range batch {
+			info.Domains = append(info.Domains, Domain{Name: name(ctx, d.Domain), ID: d.Domain,
+				MemMiB: d.TotPages * 4096 >> 20, VCPUs: d.OnlineVCPUs, State: d.State(), CPUTimeS: float64(d.CPUTime) / 1e9})
+		}
 		if len(batch) < 64 {
 			break
 		}
 		first = batch[len(batch)-1].Domain + 1
 	}
+	return info, nil
+}
+
+func run(ctx context.Context, x Source, name Namer, out io.Writer, asJSON bool) error {
+	info, err := gather(ctx, x, name)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return cli.WriteJSON(out, info)
+	}
+	fmt.Fprintf(out, "xen_version            : %s\n", info.XenVersion)
+	fmt.Fprintf(out, "xen_caps               : %s\n", info.XenCaps)
 	fmt.Fprintf(out, "%-32s %5s %5s %5s %6s %9s\n", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
-	for _, d := range doms {
-		fmt.Fprintf(out, "%-32s %5d %5d %5d %6s %9.1f\n", name(ctx, d.Domain), d.Domain,
-			d.TotPages*4096>>20, d.OnlineVCPUs, d.State(), float64(d.CPUTime)/1e9)
+	for _, d := range info.Domains {
+		fmt.Fprintf(out, "%-32s %5d %5d %5d %6s %9.1f\n", d.Name, d.ID, d.MemMiB, d.VCPUs, d.State, d.CPUTimeS)
 	}
 	return nil
 }
 
-func main() {
-	if err := start(os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "xeninfo:", err)
-		os.Exit(1)
+func main() { os.Exit(xeninfo(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// xeninfo parses the flags before it opens any device.
+func xeninfo(args []string, stdout, stderr io.Writer) int {
+	c := cli.New("xeninfo", "", "Prints the Xen version and capabilities and lists the domains like `xl list`\n(root in dom0; no libxc or libxl).", stderr)
+	asJSON := c.Flags.Bool("json", false, "print JSON")
+	if _, code, ok := c.ParseN(args, 0, 0); !ok {
+		return code
 	}
+	if err := start(stdout, *asJSON); err != nil {
+		return c.Fail(err)
+	}
+	return cli.ExitOK
 }

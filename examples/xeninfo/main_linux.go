@@ -11,7 +11,7 @@ import (
 	"github.com/xensr/xensr/xenstore"
 )
 
-func start(out io.Writer) error {
+func start(out io.Writer, asJSON bool) error {
 	ctx := context.Background()
 	x, err := hypercall.Open()
 	if err != nil {
@@ -33,5 +33,5 @@ func start(out io.Writer) error {
 			return string(n)
 		}
 	}
-	return run(ctx, x, namer, out)
+	return run(ctx, x, namer, out, asJSON)
 }

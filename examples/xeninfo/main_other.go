@@ -7,4 +7,4 @@ import (
 	"io"
 )
 
-func start(io.Writer) error { return errors.New("xeninfo needs Linux dom0 (/dev/xen/privcmd)") }
+func start(io.Writer, bool) error { return errors.New("xeninfo needs Linux dom0 (/dev/xen/privcmd)") }

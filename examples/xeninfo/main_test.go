@@ -35,7 +35,7 @@ func TestList(t *testing.T) {
 			return "Domain-0"
 		}
 		return "guest"
-	}, &out)
+	}, &out, false)
 	if err != nil {
 		t.Fatal(err)
 	}
