@@ -297,11 +297,26 @@ func (h handle) Directory(ctx context.Context, path string) ([]string, error) {
 	return h.directoryParts(ctx, path)
 }
 
+// DirectoryMax bounds the listing Directory assembles from DIRECTORY_PART
+// replies: the names and their NUL terminators may total at most this many
+// bytes. A daemon's node holds its children's names in one record, which
+// xenstored keeps far below this; a listing that grows past it is refused
+// with E2BIG rather than held.
+const DirectoryMax = 1 << 20
+
+// DirectoryAttempts bounds how often Directory restarts a DIRECTORY_PART
+// listing because the directory's generation changed under it.
+const DirectoryAttempts = 8
+
 // directoryParts reads a long directory with DIRECTORY_PART: each reply is
 // the generation count followed by names from the offset; an empty name ends
-// the list. A changed generation means the directory changed: start again.
+// the list. A changed generation means the directory changed: start again,
+// at most DirectoryAttempts times. Every reply that does not end the list
+// must carry at least one name, and the names may total at most
+// DirectoryMax bytes, so a daemon that never ends the list costs at most
+// DirectoryAttempts*DirectoryMax/2 requests and DirectoryMax bytes of names.
 func (h handle) directoryParts(ctx context.Context, path string) ([]string, error) {
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; attempt < DirectoryAttempts; attempt++ {
 		var names []string
 		gen, off := "", 0
 		for {
@@ -319,16 +334,24 @@ func (h handle) directoryParts(ctx context.Context, path string) ([]string, erro
 				break // changed under us
 			}
 			finished := len(b) >= 2 && b[len(b)-1] == 0 && b[len(b)-2] == 0
+			got := 0
 			for _, n := range parts[1:] {
 				if n == "" {
 					finished = true
 					break
 				}
+				if off+len(n)+1 > DirectoryMax {
+					return nil, &Error{Op: OpDirectoryPart, Path: path, Errno: syscall.E2BIG, Name: "E2BIG"}
+				}
 				names = append(names, n)
 				off += len(n) + 1
+				got++
 			}
 			if finished {
 				return names, nil
+			}
+			if got == 0 {
+				return nil, fmt.Errorf("%w: DIRECTORY_PART reply at offset %d holds no name and does not end the list", ErrProtocol, off)
 			}
 		}
 	}

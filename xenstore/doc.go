@@ -14,4 +14,21 @@
 // ones to end, so that no caller holds xenstore while the domain is
 // suspended; Resume lets them go on. A broken connection fails every waiter
 // with ErrClosed and can be re-dialled with Reconnect.
+//
+// # Memory bounds against a broken or hostile daemon
+//
+// What a daemon can make the Client hold is bounded, whatever it sends:
+//   - one reply or event payload of at most ReplyMax bytes (the reading
+//     buffer keeps the largest seen), plus a copy per pending reply;
+//   - per Watch, at most WatchBuffer queued events of at most AbsPathMax
+//     bytes of path each (about 800 KiB). A watcher that does not keep up
+//     gets one overflow event (Event.Lost > 0, naming the watched path) in
+//     place of what it missed and must re-read; Watch.Dropped counts the
+//     lost events;
+//   - per Directory call, at most DirectoryMax bytes of names from
+//     DIRECTORY_PART replies, each of which must carry a name or end the
+//     list, and at most DirectoryAttempts restarts on a changed
+//     generation: a listing that never ends fails with E2BIG, one that
+//     never progresses with ErrProtocol, one that always changes with
+//     EAGAIN.
 package xenstore

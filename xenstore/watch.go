@@ -8,15 +8,30 @@ import (
 
 // An Event is one watch firing: the path that changed (or the watched path,
 // for the event every new watch fires at once) and the watch's token.
+//
+// Lost > 0 marks an overflow event: the receiver did not keep up, Lost
+// events were dropped (see WatchBuffer), and this event, whose Path is the
+// watched path, stands for all of them. A receiver that sees it must re-read
+// whatever it watches, as after a new watch's first event.
 type Event struct {
 	Path  string
 	Token string
+	Lost  int
 }
 
-// WatchBuffer is how many undelivered events a Watch queues. When a
-// receiver falls further behind, the oldest events are dropped and Dropped
-// counts them: a watcher must re-read the state anyway, as xenstore only
-// promises that a change fires the watch, not one event per change.
+// WatchBuffer is how many undelivered events a Watch queues on C. When an
+// event arrives and C is full, the queued events and the new one are
+// replaced by one overflow event (Lost counts them), like the kernel's
+// inotify queue overflow: xenstore only promises that a change fires the
+// watch, not one event per change, so a watcher that falls behind learns
+// that it must re-read rather than receiving every path.
+//
+// An event whose path is longer than AbsPathMax (which no correct daemon
+// sends) is not queued either: it becomes an overflow event with Lost 1.
+//
+// So a Watch holds at most WatchBuffer events of at most AbsPathMax bytes
+// of path each (its token is the Watch's own string), about 800 KiB, however
+// many events a daemon sends and however slowly C is drained.
 const WatchBuffer = 256
 
 // A Watch delivers the events of one registered watch on C. It is closed
@@ -70,7 +85,8 @@ func (w *Watch) Stop(ctx context.Context) error {
 	return err
 }
 
-// Dropped returns how many events were dropped because C was full.
+// Dropped returns how many events were dropped because C was full or their
+// path was too long: the sum of the Lost counts of the overflow events.
 func (w *Watch) Dropped() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -84,24 +100,43 @@ func (w *Watch) Err() error {
 	return w.err
 }
 
+// send queues ev on C; when C is full it replaces the queue by one overflow
+// event (see WatchBuffer).
 func (w *Watch) send(ev Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return
 	}
-	for {
+	w.dropped += ev.Lost // an event that already stands for lost ones
+	select {
+	case w.ch <- ev:
+		return
+	default:
+	}
+	// Replace the queue and ev by one overflow event. Queued overflow
+	// events were counted in dropped when they were made; the others and
+	// ev (if it is a plain event) are dropped now.
+	lost, fresh := max(ev.Lost, 1), 0
+	if ev.Lost == 0 {
+		fresh = 1
+	}
+	for drained := false; !drained; {
 		select {
-		case w.ch <- ev:
-			return
+		case old := <-w.ch:
+			if old.Lost > 0 {
+				lost += old.Lost
+			} else {
+				lost++
+				fresh++
+			}
 		default:
-		}
-		select { // full: drop the oldest
-		case <-w.ch:
-			w.dropped++
-		default:
+			drained = true
 		}
 	}
+	// Only send (under w.mu) fills w.ch, and it is empty now.
+	w.dropped += fresh
+	w.ch <- Event{Path: w.Path, Token: w.Token, Lost: lost}
 }
 
 func (w *Watch) close(err error) {
@@ -121,7 +156,12 @@ func (c *Client) deliverWatch(payload []byte) {
 	c.mu.Lock()
 	w := c.watches[parts[1]]
 	c.mu.Unlock()
-	if w != nil {
-		w.send(Event{Path: parts[0], Token: parts[1]})
+	if w == nil {
+		return
 	}
+	if len(parts[0]) > AbsPathMax {
+		w.send(Event{Path: w.Path, Token: w.Token, Lost: 1})
+		return
+	}
+	w.send(Event{Path: parts[0], Token: w.Token})
 }

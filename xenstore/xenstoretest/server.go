@@ -10,6 +10,10 @@
 // change was committed meanwhile, DIRECTORY_PART, and the payload limit. It
 // runs every connection as dom0, which the daemons exempt from permission
 // checks, and enforces no quotas.
+//
+// SetFaults makes it misbehave the way a broken or hostile daemon might, and
+// FireAll sends watch events of any size, so that tests can check that a
+// client bounds what such a daemon costs it.
 package xenstoretest
 
 import (
@@ -59,6 +63,48 @@ type Server struct {
 	txs     map[uint32]*txn
 	conns   map[*conn]bool
 	domains map[uint32]bool
+	faults  Faults
+	fresh   int // names made up by DirectoryPartEndless
+}
+
+// Faults makes a Server misbehave. The zero value is a correct daemon.
+type Faults struct {
+	// DirectoryPartEndless: DIRECTORY_PART replies never end the listing;
+	// each holds about 4 KiB of names never sent before and no terminator.
+	DirectoryPartEndless bool
+	// DirectoryPartEmpty: DIRECTORY_PART replies hold the generation only,
+	// neither a name nor the terminator.
+	DirectoryPartEmpty bool
+	// DirectoryPartNewGen: every DIRECTORY_PART reply carries a generation
+	// never sent before, as if the directory changed between every two
+	// requests.
+	DirectoryPartNewGen bool
+}
+
+// SetFaults sets how the Server misbehaves from now on.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+// FireAll sends one WATCH_EVENT naming path to every watch of every
+// connection, whatever the watch's path, without checking path against the
+// protocol's limits (it may be megabytes long). It returns how many events it
+// sent.
+func (s *Server) FireAll(path string) int {
+	s.mu.Lock()
+	var evs []event
+	for c := range s.conns {
+		for _, w := range c.watches {
+			evs = append(evs, event{c, path, w.token})
+		}
+	}
+	s.mu.Unlock()
+	for _, ev := range evs {
+		ev.c.send(xenstore.Message{Header: xenstore.Header{Op: xenstore.OpWatchEvent}, Payload: nul(ev.path, ev.token)})
+	}
+	return len(evs)
 }
 
 type watch struct{ path, token string }
@@ -307,6 +353,20 @@ func (s *Server) handle(c *conn, m xenstore.Message) (xenstore.Op, []byte, []eve
 			return errReply("EINVAL")
 		}
 		b := nul(strconv.FormatUint(s.gen, 10))
+		if s.faults.DirectoryPartNewGen {
+			s.fresh++
+			b = nul(strconv.FormatUint(s.gen, 10) + "-" + strconv.Itoa(s.fresh))
+		}
+		switch {
+		case s.faults.DirectoryPartEmpty:
+			return m.Op, b, nil
+		case s.faults.DirectoryPartEndless:
+			for len(b) < xenstore.PayloadMax-64 {
+				s.fresh++
+				b = append(b, nul("name-made-up-by-a-hostile-daemon-"+strconv.Itoa(s.fresh))...)
+			}
+			return m.Op, b, nil
+		}
 		all := nul(names...)
 		if off > len(all) {
 			return errReply("EINVAL")
