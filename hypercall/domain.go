@@ -48,11 +48,19 @@ func (d *DomainInfo) State() string {
 			s[i] = "rbpscd"[i]
 		}
 	}
-	if d.Flags&DomainShutdown != 0 && d.ShutdownReason() == 2 { // SHUTDOWN_crash
+	if d.Flags&DomainShutdown != 0 && d.ShutdownReason() == ShutdownCrash {
 		s[3], s[4] = '-', 'c'
 	}
 	return string(s)
 }
+
+// Suspended reports whether the domain has shut down for suspend.
+func (d *DomainInfo) Suspended() bool {
+	return d.Flags&DomainShutdown != 0 && d.ShutdownReason() == ShutdownSuspend
+}
+
+// HVM reports whether the domain is an HVM or PVH container.
+func (d *DomainInfo) HVM() bool { return d.Flags&DomainHVM != 0 }
 
 // UUID formats the handle as xl does.
 func (d *DomainInfo) UUID() string {

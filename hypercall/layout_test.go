@@ -58,6 +58,30 @@ func TestLayoutsAgainstC(t *testing.T) {
 	} {
 		ours[expr] = off
 	}
+	for name, v := range map[string]uint64{
+		"CALLBACK_IRQ": HVMParamCallbackIRQ, "STORE_PFN": HVMParamStorePFN, "STORE_EVTCHN": HVMParamStoreEvtchn,
+		"PAE_ENABLED": HVMParamPAEEnabled, "IOREQ_PFN": HVMParamIOREQPFN, "BUFIOREQ_PFN": HVMParamBufIOREQPFN,
+		"VIRIDIAN": HVMParamViridian, "TIMER_MODE": HVMParamTimerMode, "HPET_ENABLED": HVMParamHPETEnabled,
+		"IDENT_PT": HVMParamIdentPT, "ACPI_S_STATE": HVMParamACPISState, "VM86_TSS": HVMParamVM86TSS,
+		"VPT_ALIGN": HVMParamVPTAlign, "CONSOLE_PFN": HVMParamConsolePFN, "CONSOLE_EVTCHN": HVMParamConsoleEvtchn,
+		"ACPI_IOPORTS_LOCATION": HVMParamACPIIOPortsLocation, "NESTEDHVM": HVMParamNestedHVM,
+		"PAGING_RING_PFN": HVMParamPagingRingPFN, "MONITOR_RING_PFN": HVMParamMonitorRingPFN,
+		"SHARING_RING_PFN": HVMParamSharingRingPFN, "TRIPLE_FAULT_REASON": HVMParamTripleFaultReason,
+		"IOREQ_SERVER_PFN": HVMParamIOREQServerPFN, "NR_IOREQ_SERVER_PAGES": HVMParamNrIOREQServerPages,
+		"VM_GENERATION_ID_ADDR": HVMParamVMGenerationIDAddr, "ALTP2M": HVMParamAltp2m,
+		"X87_FIP_WIDTH": HVMParamX87FIPWidth, "VM86_TSS_SIZED": HVMParamVM86TSSSized, "MCA_CAP": HVMParamMCACap,
+	} {
+		ours["HVM_PARAM_"+name] = v
+	}
+	for name, v := range map[string]uint32{"NOTAB": PageTypeNone, "L1TAB": PageTypeL1Tab, "L2TAB": PageTypeL2Tab,
+		"L3TAB": PageTypeL3Tab, "L4TAB": PageTypeL4Tab, "LPINTAB": PageTypePinned, "BROKEN": PageTypeBroken,
+		"XALLOC": PageTypeXAlloc, "XTAB": PageTypeXTab, "LTAB_MASK": PageTypeMask} {
+		ours["XEN_DOMCTL_PFINFO_"+name] = uint64(v)
+	}
+	for name, v := range map[string]uint64{"poweroff": ShutdownPoweroff, "reboot": ShutdownReboot, "suspend": ShutdownSuspend,
+		"crash": ShutdownCrash, "watchdog": ShutdownWatchdog, "soft_reset": ShutdownSoftReset} {
+		ours["SHUTDOWN_"+name] = v
+	}
 	cheader.Compare(t, ours)
 	t.Logf("%d layout facts agree with the C headers", len(ours))
 }

@@ -20,6 +20,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/xensr/xensr/migrate"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -50,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("o", "", "output file, - for stdout")
 	live := fs.Bool("live", false, "pre-copy memory with log-dirty rounds while the guest runs")
 	checkpoint := fs.Bool("c", false, "leave the domain running after the save")
-	migrate := fs.String("migrate", "", "receiver command run with sh -c, e.g. \"xl migrate-receive\"")
+	migrateCmd := fs.String("migrate", "", "receiver command run with sh -c, e.g. \"xl migrate-receive\"")
 	rounds := fs.Int("max-rounds", 5, "pre-copy rounds after the first pass")
 	target := fs.Uint64("target-dirty", 50, "stop pre-copy below this many dirty pages")
 	configFile := fs.String("config", "", "libxl JSON configuration to embed (default: the one xl keeps for the domain)")
@@ -60,9 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	skipZero := fs.Bool("skip-zero", false, "send all-zero pages of the first pass without data (XALLOC)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
 		return 2
 	}
-	if *domid <= 0 || (*out == "") == (*migrate == "") {
+	if *domid <= 0 || (*out == "") == (*migrateCmd == "") || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "usage: xsrsave -domid N (-o FILE|- | -migrate CMD) [-live] [-c]")
 		return 2
 	}
@@ -72,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	err := saveDomain(saveArgs{
 		domid: uint32(*domid), out: *out, live: *live, checkpoint: *checkpoint,
-		migrate: *migrate, rounds: *rounds, target: *target, configFile: *configFile,
+		migrate: *migrateCmd, rounds: *rounds, target: *target, configFile: *configFile,
 		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy, skipZero: *skipZero,
 		stdout: stdout, stderr: stderr, progress: progress,
 	})
@@ -100,7 +105,7 @@ type saveArgs struct {
 	progress       io.Writer
 }
 
-func summary(w io.Writer, id uint32, st Stats, what string) {
+func summary(w io.Writer, id uint32, st migrate.Stats, what string) {
 	if w == nil {
 		return
 	}
@@ -109,6 +114,6 @@ func summary(w io.Writer, id uint32, st Stats, what string) {
 		sec = 1e-9
 	}
 	fmt.Fprintf(w, "xsrsave: %s domain %d: %d pages (%.1f MiB) and %d zero pages without data in %d round(s), %d bytes of stream in %.3f s (%.1f MiB/s), downtime %.3f s\n",
-		what, id, st.Pages, float64(st.Pages*PageSize)/(1<<20), st.Zero, len(st.Rounds), st.Bytes, sec,
+		what, id, st.Pages, float64(st.Pages*migrate.PageSize)/(1<<20), st.Zero, len(st.Rounds), st.Bytes, sec,
 		float64(st.Bytes)/(1<<20)/sec, st.Downtime.Seconds())
 }

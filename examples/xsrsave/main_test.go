@@ -43,3 +43,10 @@ func TestClosingWriter(t *testing.T) {
 		t.Fatal("the file is still open after the injected failure")
 	}
 }
+
+func TestRunHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	if rc := run([]string{"-h"}, &bytes.Buffer{}, &stderr); rc != 0 || !strings.Contains(stderr.String(), "-domid") {
+		t.Fatalf("-h: rc %d, stderr %q", rc, stderr.String())
+	}
+}

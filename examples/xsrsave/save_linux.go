@@ -3,11 +3,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xensr/xensr/migrate"
 )
 
 // lockedWriter serialises writes from our progress and the receiver's
@@ -31,34 +38,36 @@ func saveDomain(a saveArgs) error {
 			a.progress = lw
 		}
 	}
-	d, err := openXenDomain(a.domid)
+	// SIGINT/SIGTERM cancel the save: the guest is resumed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, unix.SIGTERM)
+	defer stop()
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	h, err := migrate.OpenHost(octx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer h.Close()
+	d := h.Domain(a.domid)
 	d.SuspendTimeout = a.suspendTimeout
-	info, err := d.Info()
-	if err != nil {
-		return err
-	}
 	var config []byte
 	if a.configFile != "" {
 		if config, err = os.ReadFile(a.configFile); err == nil {
-			config, err = prepareConfig(config)
+			config, err = migrate.PrepareConfig(config)
 		}
 	} else {
-		config, err = domainConfig(a.domid, info.Handle)
+		config, err = d.Config()
 	}
 	if err != nil {
 		return err
 	}
-	major, minor, err := d.x.Version()
+	major, minor, err := h.X.Version()
 	if err != nil {
 		return fmt.Errorf("xen_version: %w", err)
 	}
-	s := NewSaver(d, Options{
-		Live: a.live, MaxRounds: a.rounds, TargetDirty: a.target, SkipZero: a.skipZero,
-		Config: config, XenMajor: major, XenMinor: minor, Progress: a.progress,
+	s := migrate.NewSaver(d, migrate.SaveOptions{
+		Live: a.live, Policy: migrate.RoundsPolicy(a.rounds, a.target), SkipZero: a.skipZero,
+		Config: config, XenMajor: major, XenMinor: minor, Log: a.progress,
 	})
 	logf := func(f string, v ...any) {
 		if a.progress != nil {
@@ -80,7 +89,6 @@ func saveDomain(a saveArgs) error {
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("migration receiver: %w", err)
 		}
-		name := configName(config)
 		var streamCopy io.Writer
 		if a.streamCopy != "" {
 			cf, err := os.Create(a.streamCopy)
@@ -92,9 +100,9 @@ func saveDomain(a saveArgs) error {
 			defer cf.Close()
 			streamCopy = cf
 		}
-		m := &Migration{Send: send, Copy: streamCopy, Recv: recv, Name: name, Logf: logf,
-			Rename: d.rename}
-		st, err := m.Run(s)
+		m := &migrate.Migration{Send: send, Copy: streamCopy, Recv: recv, Name: migrate.ConfigName(config), Logf: logf,
+			Rename: d.Rename}
+		st, err := m.Run(ctx, s)
 		send.Close()
 		werr := cmd.Wait()
 		if err != nil {
@@ -124,7 +132,7 @@ func saveDomain(a saveArgs) error {
 		}
 		w = &closingWriter{f: f, limit: a.injectClose}
 	}
-	st, err := s.Save(w)
+	st, err := s.Save(ctx, w)
 	if err == nil && f != nil {
 		err = f.Sync()
 		if err != nil {

@@ -1,19 +1,12 @@
-package main
+package migrate
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
-)
 
-// The messages of xl's migration protocol (tools/xl/xl.h). The banner is
-// sent without its NUL; the others with it, and the report is followed by
-// one status byte (0: the receiver's copy runs).
-const (
-	migrateBanner     = "xl migration receiver ready, send binary domain data.\n"
-	migrateReady      = "domain received, ready to unpause\x00"
-	migratePermission = "domain is yours, you are cleared to unpause\x00"
-	migrateReport     = "my copy unpause results are as follows\x00"
+	"github.com/xensr/xensr/stream/xl"
 )
 
 // ProtocolError is an unexpected message from the migration receiver.
@@ -61,31 +54,31 @@ type Migration struct {
 	Logf   func(string, ...any)
 }
 
-// Run performs the migration: save runs the Saver into m.Send. It returns
-// nil when the receiver reports its copy running; then the source has been
-// destroyed (s.Commit). On any failure before the point of no return the
-// source domain is resumed.
-func (m *Migration) Run(s *Saver) (Stats, error) {
+// Run performs the migration: the Saver saves into m.Send. It returns nil
+// when the receiver reports its copy running; then the source has been
+// destroyed (s.Commit). On any failure before the point of no return,
+// including a cancelled ctx, the source domain is resumed.
+func (m *Migration) Run(ctx context.Context, s *Saver) (Stats, error) {
 	logf := m.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if err := expect(m.Recv, migrateBanner); err != nil {
+	if err := expect(m.Recv, xl.MigrateBanner); err != nil {
 		return Stats{}, err // nothing touched yet
 	}
 	var w io.Writer = m.Send
 	if m.Copy != nil {
 		w = io.MultiWriter(m.Send, m.Copy)
 	}
-	st, err := s.Save(w)
+	st, err := s.Save(ctx, w)
 	if err != nil {
 		return st, err // Save resumed the domain
 	}
-	if err := expect(m.Recv, migrateReady); err != nil {
+	if err := expect(m.Recv, xl.MigrateReady); err != nil {
 		s.Abort()
 		return st, fmt.Errorf("%w [domain resumed at the sender]", err)
 	}
-	logf("xsrsave: migration target has acknowledged the transfer")
+	logf("migrate: migration target has acknowledged the transfer")
 	away := m.Name + "--migratedaway"
 	if m.Rename != nil && m.Name != "" {
 		if err := m.Rename(away); err != nil {
@@ -94,10 +87,10 @@ func (m *Migration) Run(s *Saver) (Stats, error) {
 		}
 	}
 	// Point of no return: once "go" is sent, the receiver may run its copy.
-	if _, err := io.WriteString(m.Send, migratePermission); err != nil {
+	if _, err := io.WriteString(m.Send, xl.MigratePermission); err != nil {
 		return st, fmt.Errorf("sending permission to go: %w (source left suspended as %s)", err, away)
 	}
-	if err := expect(m.Recv, migrateReport); err != nil {
+	if err := expect(m.Recv, xl.MigrateReport); err != nil {
 		return st, fmt.Errorf("%w (source left suspended as %s)", err, away)
 	}
 	var rc [1]byte
@@ -105,8 +98,8 @@ func (m *Migration) Run(s *Saver) (Stats, error) {
 		return st, fmt.Errorf("reading receiver status: %w (source left suspended as %s)", err, away)
 	}
 	if rc[0] != 0 {
-		logf("xsrsave: migration target reports startup failure (status %d)", rc[0])
-		if err := expect(m.Recv, migratePermission); err != nil {
+		logf("migrate: migration target reports startup failure (status %d)", rc[0])
+		if err := expect(m.Recv, xl.MigratePermission); err != nil {
 			return st, fmt.Errorf("target failed (status %d) and gave no permission to resume: %w", rc[0], err)
 		}
 		if m.Rename != nil && m.Name != "" {
@@ -117,6 +110,6 @@ func (m *Migration) Run(s *Saver) (Stats, error) {
 		}
 		return st, fmt.Errorf("migration target failed to start the domain (status %d); resumed at the sender", rc[0])
 	}
-	logf("xsrsave: migration target reports successful startup")
+	logf("migrate: migration target reports successful startup")
 	return st, s.Commit()
 }

@@ -1,9 +1,8 @@
-package main
+package migrate
 
 import (
 	"bufio"
 	"encoding/binary"
-	"fmt"
 	"io"
 
 	"github.com/xensr/xensr/stream/libxc"
@@ -108,24 +107,4 @@ func (iw *imageWriter) flush() error {
 		iw.err = iw.w.Flush()
 	}
 	return iw.err
-}
-
-// decodeCPUPolicy turns the serialised policy arrays Xen returns
-// (xen_cpuid_leaf_t, 24 bytes; xen_msr_entry_t, 16 bytes) into records.
-func decodeCPUPolicy(cpuid, msr []byte) (*libxc.X86CPUIDPolicy, *libxc.X86MSRPolicy, error) {
-	if len(cpuid) == 0 || len(cpuid)%24 != 0 || len(msr)%16 != 0 {
-		return nil, nil, fmt.Errorf("cpu policy of %d CPUID bytes and %d MSR bytes: not whole entries", len(cpuid), len(msr))
-	}
-	c := &libxc.X86CPUIDPolicy{Leaves: make([]libxc.CPUIDLeaf, len(cpuid)/24)}
-	for i := range c.Leaves {
-		b := cpuid[24*i:]
-		c.Leaves[i] = libxc.CPUIDLeaf{Leaf: le.Uint32(b), Subleaf: le.Uint32(b[4:]),
-			A: le.Uint32(b[8:]), B: le.Uint32(b[12:]), C: le.Uint32(b[16:]), D: le.Uint32(b[20:])}
-	}
-	m := &libxc.X86MSRPolicy{Entries: make([]libxc.MSREntry, len(msr)/16)}
-	for i := range m.Entries {
-		b := msr[16*i:]
-		m.Entries[i] = libxc.MSREntry{Index: le.Uint32(b), Flags: le.Uint32(b[4:]), Value: le.Uint64(b[8:])}
-	}
-	return c, m, nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package migrate
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 	"github.com/xensr/xensr/internal/cheader"
 )
 
-// cLayout lists every offset, size and number xsrsave still writes by hand
+// cLayout lists every offset, size and number package migrate writes by hand
 // (the rest is package hypercall's, checked there), as C expressions over
 // Xen's public headers, with the value the Go code uses.
 var cLayout = []struct {
@@ -16,13 +16,6 @@ var cLayout = []struct {
 	goes int
 }{
 	{"offsetof(vcpu_guest_context_t, user_regs) + offsetof(struct cpu_user_regs, rax)", vcpuContextRAX},
-	{"HVM_PARAM_CALLBACK_IRQ", hvmParamCallbackIRQ},
-	{"HVM_PARAM_STORE_PFN", int(ringParams[0])},
-	{"HVM_PARAM_CONSOLE_PFN", int(ringParams[1])},
-	{"SHUTDOWN_suspend", ShutdownSuspend},
-	{"XEN_DOMCTL_PFINFO_XTAB", int(PageTypeXTab)},
-	{"XEN_DOMCTL_PFINFO_BROKEN", int(PageTypeBroken)},
-	{"XEN_DOMCTL_PFINFO_XALLOC", int(PageTypeXAlloc)},
 }
 
 // TestLayoutAgainstXenHeaders compares with Xen's public headers (Debian:

@@ -1,7 +1,8 @@
-package main
+package migrate
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"testing"
 )
@@ -25,12 +26,12 @@ func BenchmarkSave(b *testing.B) {
 			w.Flush()
 		}
 	})
-	b.Run("xsrsave-engine", func(b *testing.B) {
+	b.Run("save-engine", func(b *testing.B) {
 		b.SetBytes(int64(len(f.mem)) * PageSize)
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			f.info.Shutdown = false
-			if _, err := NewSaver(f, Options{}).Save(io.Discard); err != nil {
+			f.clearShutdown()
+			if _, err := NewSaver(f, SaveOptions{}).Save(context.Background(), io.Discard); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,7 +1,8 @@
-package main
+package migrate
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,7 @@ import (
 
 const testConfig = `{"c_info":{"type":"pvh","name":"guest3"}}`
 
-func saveFake(t *testing.T, f *fakeDomain, opt Options) ([]byte, Stats, *Saver) {
+func saveFake(t *testing.T, f *fakeDomain, opt SaveOptions) ([]byte, Stats, *Saver) {
 	t.Helper()
 	if opt.Config == nil {
 		opt.Config = []byte(testConfig)
@@ -25,7 +26,7 @@ func saveFake(t *testing.T, f *fakeDomain, opt Options) ([]byte, Stats, *Saver) 
 	opt.XenMajor, opt.XenMinor = 4, 17
 	var buf bytes.Buffer
 	s := NewSaver(f, opt)
-	st, err := s.Save(&buf)
+	st, err := s.Save(context.Background(), &buf)
 	if err != nil {
 		t.Fatalf("Save: %v", err)
 	}
@@ -77,7 +78,7 @@ func TestSaveNonLive(t *testing.T) {
 func testSaveNonLive(t *testing.T, contiguous bool) {
 	f := newFakeDomain(3000)
 	f.contiguous = contiguous
-	img, st, s := saveFake(t, f, Options{})
+	img, st, s := saveFake(t, f, SaveOptions{})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
@@ -134,7 +135,7 @@ func TestSaveLiveConverges(t *testing.T) {
 		}
 	}
 	var progress bytes.Buffer
-	img, st, _ := saveFake(t, f, Options{Live: true, Progress: &progress})
+	img, st, _ := saveFake(t, f, SaveOptions{Live: true, Log: &progress})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
@@ -174,7 +175,7 @@ func TestSaveLiveResendsRings(t *testing.T) {
 	f.onClean = func(f *fakeDomain, call int) {
 		f.mem[ring][100] = byte(call + 1) // no dirty mark: invisible to log-dirty
 	}
-	img, _, _ := saveFake(t, f, Options{Live: true, MaxRounds: 2})
+	img, _, _ := saveFake(t, f, SaveOptions{Live: true, Policy: RoundsPolicy(2, 50)})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +195,7 @@ func TestSaveLiveRoundLimit(t *testing.T) {
 			f.setPage(uint64(i), 0x33, uint32(writes))
 		}
 	}
-	img, st, _ := saveFake(t, f, Options{Live: true, MaxRounds: 3})
+	img, st, _ := saveFake(t, f, SaveOptions{Live: true, Policy: RoundsPolicy(3, 50)})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -223,8 +224,8 @@ func TestFailureClosedOutputResumes(t *testing.T) {
 	for _, live := range []bool{false, true} {
 		for _, at := range []int{10, 3 << 20, 9 << 20} {
 			f := newFakeDomain(3000)
-			s := NewSaver(f, Options{Live: live, Config: []byte(testConfig)})
-			_, err := s.Save(&failWriter{n: at})
+			s := NewSaver(f, SaveOptions{Live: live, Config: []byte(testConfig)})
+			_, err := s.Save(context.Background(), &failWriter{n: at})
 			var se *SaveError
 			if !errors.As(err, &se) || !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("live=%v at=%d: err %v, want a *SaveError wrapping os.ErrClosed", live, at, err)
@@ -248,8 +249,8 @@ func TestFailureClosedOutputResumes(t *testing.T) {
 func TestFailureMapErrorResumes(t *testing.T) {
 	f := newFakeDomain(3000)
 	f.mapErr, f.mapErrPFN = errors.New("EFAULT"), 2049
-	s := NewSaver(f, Options{Config: []byte(testConfig)})
-	_, err := s.Save(io.Discard)
+	s := NewSaver(f, SaveOptions{Config: []byte(testConfig)})
+	_, err := s.Save(context.Background(), io.Discard)
 	var se *SaveError
 	if !errors.As(err, &se) || !se.HasPFN || se.PFN != 2049 || !se.Resumed {
 		t.Fatalf("err %#v", err)
@@ -263,7 +264,7 @@ func TestSuspendFailure(t *testing.T) {
 	// The guest never answers: nothing to resume, the domain runs on.
 	f := newFakeDomain(100)
 	f.suspendErr = errors.New("timed out")
-	_, err := NewSaver(f, Options{}).Save(io.Discard)
+	_, err := NewSaver(f, SaveOptions{}).Save(context.Background(), io.Discard)
 	var se *SaveError
 	if !errors.As(err, &se) || se.Step != "suspend" || !se.Resumed || f.resumes != 0 {
 		t.Fatalf("err %v resumes %d", err, f.resumes)
@@ -271,7 +272,7 @@ func TestSuspendFailure(t *testing.T) {
 	// The guest answers late, after the timeout: it must be resumed.
 	f = newFakeDomain(100)
 	f.suspendErr, f.suspendAnywy = errors.New("timed out"), true
-	_, err = NewSaver(f, Options{}).Save(io.Discard)
+	_, err = NewSaver(f, SaveOptions{}).Save(context.Background(), io.Discard)
 	if !errors.As(err, &se) || !se.Resumed || f.resumes != 1 || f.info.Suspended() {
 		t.Fatalf("late suspend: err %v resumes %d", err, f.resumes)
 	}
@@ -279,8 +280,8 @@ func TestSuspendFailure(t *testing.T) {
 
 func TestNotHVM(t *testing.T) {
 	f := newFakeDomain(10)
-	f.info.HVM = false
-	_, err := NewSaver(f, Options{}).Save(io.Discard)
+	f.info.Flags &^= hypercall.DomainHVM
+	_, err := NewSaver(f, SaveOptions{}).Save(context.Background(), io.Discard)
 	if !errors.Is(err, ErrNotHVM) || f.resumes != 0 || f.info.Suspended() {
 		t.Fatalf("err %v", err)
 	}
@@ -288,7 +289,7 @@ func TestNotHVM(t *testing.T) {
 
 func TestAbortResumes(t *testing.T) {
 	f := newFakeDomain(100)
-	_, _, s := saveFake(t, f, Options{})
+	_, _, s := saveFake(t, f, SaveOptions{})
 	if err := s.Abort(); err != nil || f.resumes != 1 || f.destroyed {
 		t.Fatalf("Abort: %v resumes=%d destroyed=%v", err, f.resumes, f.destroyed)
 	}
@@ -303,7 +304,7 @@ func TestVerifyStreamV2(t *testing.T) {
 		t.Skipf("SKIP: %s or python3 not installed", tool)
 	}
 	f := newFakeDomain(2100)
-	img, _, _ := saveFake(t, f, Options{})
+	img, _, _ := saveFake(t, f, SaveOptions{})
 	path := filepath.Join(t.TempDir(), "fake.save")
 	if err := os.WriteFile(path, img, 0o644); err != nil {
 		t.Fatal(err)
@@ -344,8 +345,8 @@ func TestSaveSkipZero(t *testing.T) {
 			zeros++
 		}
 	}
-	plain, _, _ := saveFake(t, newFakeDomainLike(f), Options{})
-	img, st, _ := saveFake(t, f, Options{SkipZero: true})
+	plain, _, _ := saveFake(t, newFakeDomainLike(f), SaveOptions{})
+	img, st, _ := saveFake(t, f, SaveOptions{SkipZero: true})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +384,7 @@ func TestSaveSkipZeroLive(t *testing.T) {
 			f.zeroFrame(f.maxgpfn - 3) // a special page
 		}
 	}
-	img, st, _ := saveFake(t, f, Options{Live: true, SkipZero: true})
+	img, st, _ := saveFake(t, f, SaveOptions{Live: true, SkipZero: true})
 	im, err := parseImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -391,17 +392,5 @@ func TestSaveSkipZeroLive(t *testing.T) {
 	checkMemory(t, f, im)
 	if st.Zero != 1 || st.Rounds[0].Zero != 1 {
 		t.Errorf("zero pages without data: %d (round 0: %d), want 1", st.Zero, st.Rounds[0].Zero)
-	}
-}
-
-func TestDecodeCPUPolicyRejectsPartialEntries(t *testing.T) {
-	for _, c := range [][2]int{{0, 0}, {25, 16}, {24, 15}} {
-		if _, _, err := decodeCPUPolicy(make([]byte, c[0]), make([]byte, c[1])); err == nil {
-			t.Errorf("cpuid %d bytes, msr %d bytes: accepted", c[0], c[1])
-		}
-	}
-	cp, mp, err := decodeCPUPolicy(make([]byte, 48), make([]byte, 16))
-	if err != nil || len(cp.Leaves) != 2 || len(mp.Entries) != 1 {
-		t.Fatalf("decode: %v", err)
 	}
 }

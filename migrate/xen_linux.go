@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package migrate
 
 import (
 	"context"
@@ -18,18 +18,62 @@ import (
 	"github.com/xensr/xensr/xenstore"
 )
 
-// Offsets into vcpu_guest_context_t (x86-64) and HVM parameters used here.
-const (
-	vcpuContextRAX      = 600 // offsetof(user_regs) 520 + offsetof(rax) 80
-	hvmParamCallbackIRQ = 0
-)
+// vcpuContextRAX is the offset of rax in vcpu_guest_context_t (x86-64):
+// offsetof(user_regs) 520 + offsetof(rax) 80.
+const vcpuContextRAX = 600
 
-// xenDomain implements Domain with packages privcmd (foreign mapping),
-// hypercall (typed hypercalls over pinned buffers) and xenstore.
-type xenDomain struct {
+// Host is this machine's connection to Xen: privcmd (foreign mapping),
+// hypercall (typed hypercalls over pinned buffers) and xenstore. Save and
+// Restore share it.
+type Host struct {
+	dev  *privcmd.Device
+	bufs *privcmd.BufferDevice // nil: mlock()ed fallback
+	// X issues hypercalls.
+	X *hypercall.Xen
+	// XS is the xenstore connection.
+	XS *xenstore.Client
+}
+
+// OpenHost opens /dev/xen/privcmd, the hypercall buffer device (or
+// mlock()ed memory without it) and a xenstore connection.
+func OpenHost(ctx context.Context) (*Host, error) {
+	dev, err := privcmd.Open()
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{dev: dev}
+	var alloc hypercall.Allocator = privcmd.LockedMemory{}
+	if bd, err := privcmd.OpenBuffers(); err == nil {
+		h.bufs, alloc = bd, bd
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		dev.Close()
+		return nil, err
+	}
+	h.X = hypercall.New(dev, hypercall.NewPool(alloc))
+	if h.XS, err = xenstore.Dial(ctx); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("xenstore: %w", err)
+	}
+	return h, nil
+}
+
+// Close releases the host's devices and connection.
+func (h *Host) Close() error {
+	if h.XS != nil {
+		h.XS.Close()
+	}
+	err := h.X.Pool.Close()
+	if h.bufs != nil {
+		h.bufs.Close()
+	}
+	return errors.Join(err, h.dev.Close())
+}
+
+// XenDomain implements Domain for a real domain of a Host.
+type XenDomain struct {
 	id      uint32
+	h       *Host
 	dev     *privcmd.Device
-	bufs    *privcmd.BufferDevice // nil: mlock()ed fallback
 	x       *hypercall.Xen
 	xs      *xenstore.Client
 	gfns    []uint64
@@ -38,39 +82,10 @@ type xenDomain struct {
 	SuspendTimeout time.Duration
 }
 
-func openXenDomain(id uint32) (*xenDomain, error) {
-	dev, err := privcmd.Open()
-	if err != nil {
-		return nil, err
-	}
-	d := &xenDomain{id: id, dev: dev, SuspendTimeout: 60 * time.Second,
+// Domain returns domain id of h as a Domain for Save.
+func (h *Host) Domain(id uint32) *XenDomain {
+	return &XenDomain{id: id, h: h, dev: h.dev, x: h.X, xs: h.XS, SuspendTimeout: 60 * time.Second,
 		gfns: make([]uint64, maxBatch), mapErrs: make([]int32, maxBatch)}
-	var alloc hypercall.Allocator = privcmd.LockedMemory{}
-	if bd, err := privcmd.OpenBuffers(); err == nil {
-		d.bufs, alloc = bd, bd
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		dev.Close()
-		return nil, err
-	}
-	d.x = hypercall.New(dev, hypercall.NewPool(alloc))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if d.xs, err = xenstore.Dial(ctx); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("xenstore: %w", err)
-	}
-	return d, nil
-}
-
-func (d *xenDomain) Close() error {
-	if d.xs != nil {
-		d.xs.Close()
-	}
-	err := d.x.Pool.Close()
-	if d.bufs != nil {
-		d.bufs.Close()
-	}
-	return errors.Join(err, d.dev.Close())
 }
 
 func xsCtx() (context.Context, context.CancelFunc) {
@@ -78,41 +93,21 @@ func xsCtx() (context.Context, context.CancelFunc) {
 }
 
 // Info implements Domain.
-func (d *xenDomain) Info() (DomainInfo, error) {
-	di, err := d.x.GetDomainInfo(d.id)
-	if err != nil {
-		return DomainInfo{}, err
-	}
-	if di.Domain != d.id {
-		return DomainInfo{}, fmt.Errorf("domain %d does not exist (next is %d)", d.id, di.Domain)
-	}
-	f := di.Flags
-	return DomainInfo{
-		ID:             d.id,
-		Dying:          f&hypercall.DomainDying != 0,
-		HVM:            f&hypercall.DomainHVM != 0,
-		Shutdown:       f&hypercall.DomainShutdown != 0,
-		Paused:         f&hypercall.DomainPaused != 0,
-		HAP:            f&hypercall.DomainHAP != 0,
-		ShutdownReason: di.ShutdownReason(),
-		TotPages:       di.TotPages,
-		MaxPages:       di.MaxPages,
-		MaxVCPUID:      di.MaxVCPUID,
-		Handle:         di.Handle,
-	}, nil
+func (d *XenDomain) Info() (hypercall.DomainInfo, error) {
+	return d.x.GetDomainInfo(d.id)
 }
 
 // MaxGPFN implements Domain.
-func (d *xenDomain) MaxGPFN() (uint64, error) { return d.x.MaximumGPFN(d.id) }
+func (d *XenDomain) MaxGPFN() (uint64, error) { return d.x.MaximumGPFN(d.id) }
 
-func (d *xenDomain) controlPath() string {
+func (d *XenDomain) controlPath() string {
 	return fmt.Sprintf("/local/domain/%d/control/shutdown", d.id)
 }
 
 // Suspend asks the guest, through its xenstore control node, to suspend
 // itself (as libxl does for PVH and PV-on-HVM guests), and waits until Xen
 // reports it shut down for suspend.
-func (d *xenDomain) Suspend() error {
+func (d *XenDomain) Suspend() error {
 	ctx, cancel := xsCtx()
 	defer cancel()
 	if err := d.xs.Write(ctx, d.controlPath(), []byte("suspend")); err != nil {
@@ -127,8 +122,8 @@ func (d *xenDomain) Suspend() error {
 		if i.Suspended() {
 			return nil
 		}
-		if i.Shutdown {
-			return fmt.Errorf("domain shut down with reason %d instead of suspending", i.ShutdownReason)
+		if i.Flags&hypercall.DomainShutdown != 0 {
+			return fmt.Errorf("domain shut down with reason %d instead of suspending", i.ShutdownReason())
 		}
 		if time.Now().After(deadline) {
 			// Withdraw an unacknowledged request so a late guest does not
@@ -145,16 +140,16 @@ func (d *xenDomain) Suspend() error {
 // Resume cancels the suspend: the guest's SCHEDOP_shutdown returns 1
 // ("cancelled"), so it keeps its event channels and rings; then the domain
 // runs again, and xenstored is told it is back.
-func (d *xenDomain) Resume() error {
+func (d *XenDomain) Resume() error {
 	i, err := d.Info()
 	if err != nil {
 		return err
 	}
 	if !i.Suspended() {
-		return fmt.Errorf("domain %d is not suspended (shutdown=%v reason=%d)", d.id, i.Shutdown, i.ShutdownReason)
+		return fmt.Errorf("domain %d is not suspended (state %s reason %d)", d.id, i.State(), i.ShutdownReason())
 	}
 	// A guest without PV drivers (no callback IRQ) has no return code.
-	if cb, err := d.x.GetHVMParam(d.id, hvmParamCallbackIRQ); err == nil && cb != 0 {
+	if cb, err := d.x.GetHVMParam(d.id, hypercall.HVMParamCallbackIRQ); err == nil && cb != 0 {
 		if err := d.setSuspendReturn(1); err != nil {
 			return err
 		}
@@ -172,7 +167,7 @@ func (d *xenDomain) Resume() error {
 
 // setSuspendReturn sets vCPU0's rax, the return value of its pending
 // SCHEDOP_shutdown(SHUTDOWN_suspend).
-func (d *xenDomain) setSuspendReturn(v uint64) error {
+func (d *XenDomain) setSuspendReturn(v uint64) error {
 	ctx, err := d.x.GetVCPUContext(d.id, 0)
 	if err != nil {
 		return err
@@ -183,7 +178,7 @@ func (d *xenDomain) setSuspendReturn(v uint64) error {
 
 // EnableLogDirty implements Domain, with libxc's retry: log-dirty may be on
 // already (VRAM tracking), so switch it off and on again.
-func (d *xenDomain) EnableLogDirty() error {
+func (d *XenDomain) EnableLogDirty() error {
 	if err := d.x.EnableLogDirty(d.id); err != nil {
 		if e2 := d.x.DisableLogDirty(d.id); e2 != nil {
 			return err
@@ -194,10 +189,10 @@ func (d *xenDomain) EnableLogDirty() error {
 }
 
 // DisableLogDirty implements Domain.
-func (d *xenDomain) DisableLogDirty() error { return d.x.DisableLogDirty(d.id) }
+func (d *XenDomain) DisableLogDirty() error { return d.x.DisableLogDirty(d.id) }
 
 // CleanDirty implements Domain.
-func (d *xenDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
+func (d *XenDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
 	if _, err := d.x.CleanDirty(d.id, bm); err != nil {
 		return 0, err
 	}
@@ -205,14 +200,14 @@ func (d *xenDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
 }
 
 // PageTypes implements Domain (XEN_DOMCTL_getpageframeinfo3).
-func (d *xenDomain) PageTypes(pfns []uint64, types []uint32) error {
+func (d *XenDomain) PageTypes(pfns []uint64, types []uint32) error {
 	g := d.gfns[:len(pfns)]
 	copy(g, pfns)
 	if err := d.x.GetPageFrameInfo3(d.id, g); err != nil {
 		return err
 	}
 	for i := range g {
-		types[i] = uint32(g[i]) & PageTypeMask
+		types[i] = uint32(g[i]) & hypercall.PageTypeMask
 	}
 	return nil
 }
@@ -238,7 +233,7 @@ func (m *foreignMap) Contiguous() []byte { return m.mem }
 func (m *foreignMap) Unmap() error { return privcmd.Munmap(m.mem) }
 
 // MapPages implements Domain (IOCTL_PRIVCMD_MMAPBATCH_V2, read-only).
-func (d *xenDomain) MapPages(pfns []uint64) (PageMap, error) {
+func (d *XenDomain) MapPages(pfns []uint64) (PageMap, error) {
 	errs := d.mapErrs[:len(pfns)]
 	mem, err := d.dev.MmapBatchV2(uint16(d.id), pfns, errs, unix.PROT_READ)
 	if err != nil && !errors.Is(err, privcmd.ErrPartial) {
@@ -248,25 +243,22 @@ func (d *xenDomain) MapPages(pfns []uint64) (PageMap, error) {
 }
 
 // HVMContext implements Domain.
-func (d *xenDomain) HVMContext() ([]byte, error) { return d.x.GetHVMContext(d.id) }
+func (d *XenDomain) HVMContext() ([]byte, error) { return d.x.GetHVMContext(d.id) }
 
 // HVMParam implements Domain.
-func (d *xenDomain) HVMParam(index uint32) (uint64, error) { return d.x.GetHVMParam(d.id, index) }
+func (d *XenDomain) HVMParam(index uint32) (uint64, error) { return d.x.GetHVMParam(d.id, index) }
 
 // CPUPolicy implements Domain.
-func (d *xenDomain) CPUPolicy() ([]byte, []byte, error) { return d.x.GetCPUPolicy(d.id) }
+func (d *XenDomain) CPUPolicy() ([]byte, []byte, error) { return d.x.GetCPUPolicy(d.id) }
 
 // TSCInfo implements Domain.
-func (d *xenDomain) TSCInfo() (TSCInfo, error) {
-	t, err := d.x.GetTSCInfo(d.id)
-	return TSCInfo{Mode: t.Mode, KHz: t.KHz, Nsec: t.ElapsedNsec, Incarnation: t.Incarnation}, err
-}
+func (d *XenDomain) TSCInfo() (hypercall.TSCInfo, error) { return d.x.GetTSCInfo(d.id) }
 
 // Destroy destroys the domain and removes what the toolstack kept about it:
 // its xenstore directories, its backends in dom0 and libxl's userdata files.
-func (d *xenDomain) Destroy() error {
+func (d *XenDomain) Destroy() error {
 	info, _ := d.Info()
-	uuid := formatUUID(info.Handle)
+	uuid := info.UUID()
 	var err error
 	for try := 0; try < 100; try++ {
 		err = d.x.DestroyDomain(d.id)
@@ -300,25 +292,28 @@ func (d *xenDomain) Destroy() error {
 	return nil
 }
 
-// rename sets the domain's name in xenstore (xl migrate renames the source
+// Rename sets the domain's name in xenstore (xl migrate renames the source
 // to NAME--migratedaway before the receiver takes the name).
-func (d *xenDomain) rename(to string) error {
+func (d *XenDomain) Rename(to string) error {
 	ctx, cancel := xsCtx()
 	defer cancel()
 	return d.xs.Write(ctx, fmt.Sprintf("/local/domain/%d/name", d.id), []byte(to))
 }
 
-func formatUUID(h [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
-}
-
-// domainConfig returns the libxl domain configuration xl keeps for the
-// domain (its userdata file), which `xl restore` needs in the xl header.
-func domainConfig(id uint32, handle [16]byte) ([]byte, error) {
-	path := fmt.Sprintf("/var/lib/xen/userdata-d.%d.%s.libxl-json", id, formatUUID(handle))
-	b, err := os.ReadFile(path)
+// Config returns the libxl domain configuration xl keeps for the domain
+// (its userdata file), prepared for the xl header of a save (see
+// PrepareConfig): `xl restore` needs it.
+func (d *XenDomain) Config() ([]byte, error) {
+	info, err := d.Info()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(UserdataPath(d.id, info.UUID()))
 	if err != nil {
 		return nil, fmt.Errorf("domain configuration: %w", err)
 	}
-	return prepareConfig(b)
+	return PrepareConfig(b)
 }
+
+// ID returns the domain's id.
+func (d *XenDomain) ID() uint32 { return d.id }

@@ -1,4 +1,4 @@
-package main
+package migrate
 
 import (
 	"bytes"
@@ -11,14 +11,14 @@ import (
 
 // fakeDomain is an in-memory HVM domain for the engine's tests.
 type fakeDomain struct {
-	info     DomainInfo
+	info     hypercall.DomainInfo
 	maxgpfn  uint64
 	mem      map[uint64][]byte // populated frames
 	params   map[uint32]uint64
 	ctx      []byte
 	cpuid    []byte
 	msr      []byte
-	tsc      TSCInfo
+	tsc      hypercall.TSCInfo
 	logDirty bool
 	dirty    *hypercall.DirtyBitmap
 
@@ -38,13 +38,14 @@ type fakeDomain struct {
 
 func newFakeDomain(pages int) *fakeDomain {
 	f := &fakeDomain{
-		info:    DomainInfo{ID: 7, HVM: true, HAP: true, TotPages: uint64(pages), MaxPages: uint64(pages)},
-		mem:     map[uint64][]byte{},
-		params:  map[uint32]uint64{1: 0xfeffc, 17: 0xfefff, 12: 0xfeffd000, 0: 0x123, 2: 5},
+		info: hypercall.DomainInfo{Domain: 7, Flags: hypercall.DomainHVM | hypercall.DomainHAP, TotPages: uint64(pages), MaxPages: uint64(pages)},
+		mem:  map[uint64][]byte{},
+		params: map[uint32]uint64{hypercall.HVMParamStorePFN: 0xfeffc, hypercall.HVMParamConsolePFN: 0xfefff,
+			hypercall.HVMParamIdentPT: 0xfeffd000, hypercall.HVMParamCallbackIRQ: 0x123, hypercall.HVMParamStoreEvtchn: 5},
 		ctx:     bytes.Repeat([]byte{0xc7}, 2504),
 		cpuid:   bytes.Repeat([]byte{0x11}, 24*3),
 		msr:     bytes.Repeat([]byte{0x22}, 16*2),
-		tsc:     TSCInfo{Mode: 0, KHz: 2596141, Nsec: 24587628242, Incarnation: 1},
+		tsc:     hypercall.TSCInfo{Mode: 0, KHz: 2596141, ElapsedNsec: 24587628242, Incarnation: 1},
 		maxgpfn: 0xfefff,
 	}
 	// RAM below, a hole at 16, special pages at the top, as a real PVH guest.
@@ -78,25 +79,36 @@ func (f *fakeDomain) setPage(p uint64, seed byte, v uint32) {
 	}
 }
 
-func (f *fakeDomain) Info() (DomainInfo, error) { return f.info, nil }
-func (f *fakeDomain) MaxGPFN() (uint64, error)  { return f.maxgpfn, nil }
+func (f *fakeDomain) Info() (hypercall.DomainInfo, error) { return f.info, nil }
+func (f *fakeDomain) MaxGPFN() (uint64, error)            { return f.maxgpfn, nil }
 
 func (f *fakeDomain) Suspend() error {
 	if f.suspendErr != nil {
 		if f.suspendAnywy {
-			f.info.Shutdown, f.info.ShutdownReason = true, ShutdownSuspend
+			f.setShutdown(hypercall.ShutdownSuspend)
 		}
 		return f.suspendErr
 	}
-	f.info.Shutdown, f.info.ShutdownReason = true, ShutdownSuspend
+	f.setShutdown(hypercall.ShutdownSuspend)
 	return nil
+}
+
+// setShutdown marks the domain shut down for reason, as Xen's domain info
+// flags carry it.
+func (f *fakeDomain) setShutdown(reason uint32) {
+	f.info.Flags = f.info.Flags&^(0xff<<16) | hypercall.DomainShutdown | reason<<16
+}
+
+// clearShutdown marks the domain running again.
+func (f *fakeDomain) clearShutdown() {
+	f.info.Flags &^= hypercall.DomainShutdown | 0xff<<16
 }
 
 func (f *fakeDomain) Resume() error {
 	if !f.info.Suspended() {
 		return errors.New("fake: resume of a domain that is not suspended")
 	}
-	f.info.Shutdown, f.info.ShutdownReason = false, 0
+	f.clearShutdown()
 	f.resumes++
 	return nil
 }
@@ -126,9 +138,9 @@ func (f *fakeDomain) CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error) {
 func (f *fakeDomain) PageTypes(pfns []uint64, types []uint32) error {
 	for i, p := range pfns {
 		if f.mem[p] == nil {
-			types[i] = PageTypeXTab
+			types[i] = hypercall.PageTypeXTab
 		} else {
-			types[i] = PageTypeNone
+			types[i] = hypercall.PageTypeNone
 		}
 	}
 	return nil
@@ -183,5 +195,5 @@ func (c *fakeContig) Contiguous() []byte { return c.mem }
 func (f *fakeDomain) HVMContext() ([]byte, error)         { return f.ctx, nil }
 func (f *fakeDomain) HVMParam(idx uint32) (uint64, error) { return f.params[idx], nil }
 func (f *fakeDomain) CPUPolicy() ([]byte, []byte, error)  { return f.cpuid, f.msr, nil }
-func (f *fakeDomain) TSCInfo() (TSCInfo, error)           { return f.tsc, nil }
+func (f *fakeDomain) TSCInfo() (hypercall.TSCInfo, error) { return f.tsc, nil }
 func (f *fakeDomain) Destroy() error                      { f.destroyed = true; return nil }

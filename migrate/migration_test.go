@@ -1,8 +1,11 @@
-package main
+package migrate
 
 import (
+	"context"
+
 	"bytes"
 	"errors"
+	"github.com/xensr/xensr/stream/xl"
 	"io"
 	"testing"
 )
@@ -12,7 +15,7 @@ import (
 func fakeReceiver(t *testing.T, fromSender io.Reader, toSender io.WriteCloser, status byte, img *bytes.Buffer, done chan error) {
 	go func() {
 		defer toSender.Close()
-		io.WriteString(toSender, migrateBanner)
+		io.WriteString(toSender, xl.MigrateBanner)
 		// Read the image up to the end: parse what arrived so far after
 		// every chunk until it is complete.
 		buf := make([]byte, 1<<16)
@@ -27,15 +30,15 @@ func fakeReceiver(t *testing.T, fromSender io.Reader, toSender io.WriteCloser, s
 				return
 			}
 		}
-		io.WriteString(toSender, migrateReady)
-		if err := expect(fromSender, migratePermission); err != nil {
+		io.WriteString(toSender, xl.MigrateReady)
+		if err := expect(fromSender, xl.MigratePermission); err != nil {
 			done <- err
 			return
 		}
-		io.WriteString(toSender, migrateReport)
+		io.WriteString(toSender, xl.MigrateReport)
 		toSender.Write([]byte{status})
 		if status != 0 {
-			io.WriteString(toSender, migratePermission)
+			io.WriteString(toSender, xl.MigratePermission)
 		}
 		done <- nil
 	}()
@@ -52,7 +55,7 @@ func TestMigrationProtocol(t *testing.T) {
 		var names []string
 		var copied bytes.Buffer
 		m := &Migration{Send: sw, Recv: rr, Copy: &copied, Name: "guest3", Rename: func(to string) error { names = append(names, to); return nil }}
-		_, err := m.Run(NewSaver(f, Options{Live: true, Config: []byte(testConfig)}))
+		_, err := m.Run(context.Background(), NewSaver(f, SaveOptions{Live: true, Config: []byte(testConfig)}))
 		if rerr := <-done; rerr != nil {
 			t.Fatalf("receiver: %v", rerr)
 		}
@@ -82,13 +85,13 @@ func TestMigrationReceiverDiesResumes(t *testing.T) {
 	sr, sw := io.Pipe()
 	rr, rw := io.Pipe()
 	go func() { // banner, then dies mid-stream
-		io.WriteString(rw, migrateBanner)
+		io.WriteString(rw, xl.MigrateBanner)
 		io.CopyN(io.Discard, sr, 1<<20)
 		sr.CloseWithError(errors.New("receiver died"))
 		rw.Close()
 	}()
 	m := &Migration{Send: sw, Recv: rr, Name: "guest3"}
-	_, err := m.Run(NewSaver(f, Options{Live: true, Config: []byte(testConfig)}))
+	_, err := m.Run(context.Background(), NewSaver(f, SaveOptions{Live: true, Config: []byte(testConfig)}))
 	var se *SaveError
 	if !errors.As(err, &se) || !se.Resumed || f.destroyed || f.info.Suspended() || f.logDirty {
 		t.Fatalf("err %v destroyed %v suspended %v", err, f.destroyed, f.info.Suspended())
@@ -98,7 +101,7 @@ func TestMigrationReceiverDiesResumes(t *testing.T) {
 func TestMigrationBadBanner(t *testing.T) {
 	f := newFakeDomain(10)
 	m := &Migration{Send: io.Discard, Recv: bytes.NewReader([]byte("ssh: connect failed\n"))}
-	_, err := m.Run(NewSaver(f, Options{}))
+	_, err := m.Run(context.Background(), NewSaver(f, SaveOptions{}))
 	var pe *ProtocolError
 	if !errors.As(err, &pe) || f.info.Suspended() || f.maps != 0 {
 		t.Fatalf("err %v", err)
@@ -107,18 +110,18 @@ func TestMigrationBadBanner(t *testing.T) {
 
 func TestPrepareConfig(t *testing.T) {
 	in := []byte("{\n  \"c_info\": {\"type\": \"pvh\", \"name\": \"guest3\", \"domid\": 5},\n  \"b_info\": {\"max_memkb\": 131072}\n}\x00")
-	out, err := prepareConfig(in)
+	out, err := PrepareConfig(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(out, []byte("domid")) || !bytes.Contains(out, []byte(`"max_memkb": 131072`)) || configName(out) != "guest3" {
+	if bytes.Contains(out, []byte("domid")) || !bytes.Contains(out, []byte(`"max_memkb": 131072`)) || ConfigName(out) != "guest3" {
 		t.Fatalf("prepared config:\n%s", out)
 	}
 	keep := []byte(`{"c_info":{"name":"g"}}`)
-	if out, _ := prepareConfig(keep); !bytes.Equal(out, keep) {
+	if out, _ := PrepareConfig(keep); !bytes.Equal(out, keep) {
 		t.Fatalf("a config without domid must pass unchanged: %s", out)
 	}
-	if _, err := prepareConfig([]byte("not json")); err == nil {
+	if _, err := PrepareConfig([]byte("not json")); err == nil {
 		t.Fatal("accepted non-JSON")
 	}
 }

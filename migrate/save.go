@@ -1,7 +1,8 @@
-package main
+package migrate
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -11,25 +12,57 @@ import (
 )
 
 // hvmParamsSaved lists the HVM parameters a save carries, in the order Xen
-// 4.17's libxc writes them (only the non-zero ones go into the record):
-// STORE_PFN, IOREQ_PFN, BUFIOREQ_PFN, PAGING_RING_PFN, MONITOR_RING_PFN,
-// SHARING_RING_PFN, VM86_TSS_SIZED, CONSOLE_PFN, ACPI_IOPORTS_LOCATION,
-// VIRIDIAN, IDENT_PT, VM_GENERATION_ID_ADDR, IOREQ_SERVER_PFN,
-// NR_IOREQ_SERVER_PAGES, X87_FIP_WIDTH, MCA_CAP.
-var hvmParamsSaved = []uint32{1, 5, 6, 27, 28, 29, 37, 17, 19, 9, 12, 34, 32, 33, 36, 38}
+// 4.17's libxc writes them (only the non-zero ones go into the record).
+var hvmParamsSaved = []uint32{
+	hypercall.HVMParamStorePFN, hypercall.HVMParamIOREQPFN, hypercall.HVMParamBufIOREQPFN,
+	hypercall.HVMParamPagingRingPFN, hypercall.HVMParamMonitorRingPFN, hypercall.HVMParamSharingRingPFN,
+	hypercall.HVMParamVM86TSSSized, hypercall.HVMParamConsolePFN, hypercall.HVMParamACPIIOPortsLocation,
+	hypercall.HVMParamViridian, hypercall.HVMParamIdentPT, hypercall.HVMParamVMGenerationIDAddr,
+	hypercall.HVMParamIOREQServerPFN, hypercall.HVMParamNrIOREQServerPages, hypercall.HVMParamX87FIPWidth,
+	hypercall.HVMParamMCACap,
+}
 
 // ringParams are the HVM parameters naming the xenstore and console ring
-// pages (STORE_PFN, CONSOLE_PFN).
-var ringParams = []uint32{1, 17}
+// pages.
+var ringParams = []uint32{hypercall.HVMParamStorePFN, hypercall.HVMParamConsolePFN}
 
 // maxP2MSize is the largest p2m a restore accepts (xg_sr_restore).
 const maxP2MSize = 0x0fffffff
 
-// Options tune a save.
-type Options struct {
-	Live        bool   // log-dirty precopy rounds before suspending
-	MaxRounds   int    // precopy rounds after the first full pass (libxc: 5)
-	TargetDirty uint64 // stop precopy once fewer pages are dirty (libxc: 50)
+// A Policy decides, after each live precopy round, whether to run another
+// one (true) or to suspend the guest and send the rest (false). last is the
+// round just sent (last.Round 0 is the first full pass, last.Dirty the
+// pages it sent), all every round so far.
+type Policy func(last RoundStats, all []RoundStats) bool
+
+// RoundsPolicy is libxc's precopy policy: another round while fewer than
+// maxRounds rounds followed the first pass and the last round had at least
+// targetDirty dirty pages. Xen 4.17's libxl uses RoundsPolicy(5, 50).
+func RoundsPolicy(maxRounds int, targetDirty uint64) Policy {
+	return func(last RoundStats, _ []RoundStats) bool {
+		return last.Round < maxRounds && last.Dirty >= targetDirty
+	}
+}
+
+// DefaultPolicy is the precopy policy of xl migrate: RoundsPolicy(5, 50).
+var DefaultPolicy = RoundsPolicy(5, 50)
+
+// Progress is what a progress callback receives: after every batch of
+// pages and at the end of every round.
+type Progress struct {
+	Round       int     // precopy round (0: the first full pass); -1 on restore
+	Final       bool    // the stop-and-copy round (the guest is suspended)
+	Done        uint64  // pages handled so far in this round (save) or in all (restore)
+	Total       uint64  // pages this round has to handle; 0 when unknown
+	Bytes       int64   // stream bytes so far
+	BytesPerSec float64 // stream rate since the start
+}
+
+// SaveOptions tune a save.
+type SaveOptions struct {
+	Live bool // log-dirty precopy rounds before suspending
+	// Policy decides how many precopy rounds run; nil is DefaultPolicy.
+	Policy Policy
 	// Config is the domain configuration (libxl JSON) for the xl header;
 	// xl restore needs it.
 	Config   []byte
@@ -38,8 +71,10 @@ type Options struct {
 	// SkipZero sends all-zero pages of the first pass as XALLOC (allocate
 	// only, no data) instead of 4096 zero bytes.
 	SkipZero bool
-	// Progress receives human-readable progress lines; nil discards them.
-	Progress io.Writer
+	// Log receives human-readable progress lines; nil discards them.
+	Log io.Writer
+	// OnProgress, if set, is called after every batch of pages.
+	OnProgress func(Progress)
 }
 
 // RoundStats describes one pass over memory.
@@ -70,8 +105,10 @@ type Stats struct {
 // Abort (resume it) as the receiving side's answer dictates.
 type Saver struct {
 	d         Domain
-	opt       Options
-	info      DomainInfo
+	opt       SaveOptions
+	ctx       context.Context
+	start     time.Time
+	info      hypercall.DomainInfo
 	suspended bool
 	logDirty  bool
 
@@ -88,12 +125,9 @@ type Saver struct {
 }
 
 // NewSaver returns a Saver of d.
-func NewSaver(d Domain, opt Options) *Saver {
-	if opt.MaxRounds <= 0 {
-		opt.MaxRounds = 5
-	}
-	if opt.TargetDirty == 0 {
-		opt.TargetDirty = 50
+func NewSaver(d Domain, opt SaveOptions) *Saver {
+	if opt.Policy == nil {
+		opt.Policy = DefaultPolicy
 	}
 	return &Saver{
 		d: d, opt: opt,
@@ -107,16 +141,26 @@ func NewSaver(d Domain, opt Options) *Saver {
 }
 
 func (s *Saver) logf(format string, a ...any) {
-	if s.opt.Progress != nil {
-		fmt.Fprintf(s.opt.Progress, format+"\n", a...)
+	if s.opt.Log != nil {
+		fmt.Fprintf(s.opt.Log, format+"\n", a...)
 	}
 }
 
+// Save saves d into w with a new Saver and returns it for Commit or
+// Abort: see Saver.Save.
+func Save(ctx context.Context, d Domain, w io.Writer, opt SaveOptions) (*Saver, Stats, error) {
+	s := NewSaver(d, opt)
+	st, err := s.Save(ctx, w)
+	return s, st, err
+}
+
 // Save writes the whole xl save image of the domain to w. On success the
-// domain is left suspended: call Commit or Abort. On failure the domain has
-// been resumed (or was never stopped) and the error is a *SaveError.
-func (s *Saver) Save(w io.Writer) (Stats, error) {
+// domain is left suspended: call Commit or Abort. On failure, including a
+// cancelled ctx (checked between batches of pages), the domain has been
+// resumed (or was never stopped) and the error is a *SaveError.
+func (s *Saver) Save(ctx context.Context, w io.Writer) (Stats, error) {
 	start := time.Now()
+	s.ctx, s.start = ctx, start
 	err := s.save(w)
 	if err != nil {
 		return s.stats, s.recover(err)
@@ -155,7 +199,7 @@ func (s *Saver) recover(cause error) error {
 	}
 	if s.logDirty {
 		if err := s.d.DisableLogDirty(); err != nil {
-			s.logf("xsrsave: disabling log-dirty: %v", err)
+			s.logf("migrate: disabling log-dirty: %v", err)
 		}
 		s.logDirty = false
 	}
@@ -163,13 +207,13 @@ func (s *Saver) recover(cause error) error {
 	if s.suspended {
 		if err := s.d.Resume(); err != nil {
 			resumed = false
-			s.logf("xsrsave: RESUME FAILED: %v", err)
+			s.logf("migrate: RESUME FAILED: %v", err)
 			if se == nil {
 				se = &SaveError{Step: "resume", Round: -1, Err: err}
 			}
 		} else {
 			s.suspended = false
-			s.logf("xsrsave: domain %d resumed (suspend cancelled)", s.info.ID)
+			s.logf("migrate: domain %d resumed (suspend cancelled)", s.info.Domain)
 		}
 	}
 	if se == nil {
@@ -189,7 +233,7 @@ func (s *Saver) save(w io.Writer) error {
 		return stepErr("domain info", err)
 	}
 	s.info = info
-	if !info.HVM {
+	if !info.HVM() {
 		return stepErr("domain info", ErrNotHVM)
 	}
 	maxgpfn, err := s.d.MaxGPFN()
@@ -205,7 +249,7 @@ func (s *Saver) save(w io.Writer) error {
 	if err != nil {
 		return stepErr("cpu policy", err)
 	}
-	cpuRec, msrRec, err := decodeCPUPolicy(cpuid, msr)
+	cpuRec, msrRec, err := libxc.DecodeCPUPolicy(cpuid, msr)
 	if err != nil {
 		return stepErr("cpu policy", err)
 	}
@@ -220,8 +264,8 @@ func (s *Saver) save(w io.Writer) error {
 	if out.err != nil {
 		return stepErr("write headers", out.err)
 	}
-	s.logf("xsrsave: domain %d: %d pages (%d MiB), p2m size %d, live=%v",
-		info.ID, info.TotPages, info.TotPages*PageSize>>20, p2m, s.opt.Live)
+	s.logf("migrate: domain %d: %d pages (%d MiB), p2m size %d, live=%v",
+		info.Domain, info.TotPages, info.TotPages*PageSize>>20, p2m, s.opt.Live)
 
 	bm := hypercall.NewDirtyBitmap(p2m)
 	var suspendAt time.Time
@@ -231,21 +275,21 @@ func (s *Saver) save(w io.Writer) error {
 		}
 		s.logDirty = true
 		markAll(bm, p2m)
-		dirty := p2m
 		for round := 0; ; round++ {
-			stop := round >= s.opt.MaxRounds || dirty < s.opt.TargetDirty
-			if dirty > 0 {
-				if err := s.sendPages(bm, round, false); err != nil {
-					return err
-				}
+			if err := s.sendPages(bm, round, false); err != nil {
+				return err
 			}
-			if stop {
+			if !s.opt.Policy(s.stats.Rounds[len(s.stats.Rounds)-1], s.stats.Rounds) {
 				break
 			}
-			if dirty, err = s.d.CleanDirty(bm); err != nil {
+			dirty, err := s.d.CleanDirty(bm)
+			if err != nil {
 				return &SaveError{Step: "log-dirty clean", Round: round + 1, Err: err}
 			}
-			s.logf("xsrsave: round %d: %d pages dirtied during round %d", round+1, dirty, round)
+			s.logf("migrate: round %d: %d pages dirtied during round %d", round+1, dirty, round)
+		}
+		if err := s.ctx.Err(); err != nil {
+			return stepErr("cancelled", err)
 		}
 		suspendAt = time.Now()
 		if err := s.suspend(); err != nil {
@@ -271,6 +315,9 @@ func (s *Saver) save(w io.Writer) error {
 		}
 		s.logDirty = false
 	} else {
+		if err := s.ctx.Err(); err != nil {
+			return stepErr("cancelled", err)
+		}
 		suspendAt = time.Now()
 		if err := s.suspend(); err != nil {
 			return err
@@ -285,7 +332,7 @@ func (s *Saver) save(w io.Writer) error {
 	if err != nil {
 		return stepErr("tsc info", err)
 	}
-	out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.Nsec, Incarnation: tsc.Incarnation})
+	out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.ElapsedNsec, Incarnation: tsc.Incarnation})
 
 	ctx, err := s.d.HVMContext()
 	if err != nil {
@@ -330,9 +377,9 @@ func (s *Saver) suspend() error {
 		return stepErr("suspend", err)
 	}
 	if !info.Suspended() {
-		return stepErr("suspend", fmt.Errorf("%w: shutdown=%v reason=%d", ErrNotSuspended, info.Shutdown, info.ShutdownReason))
+		return stepErr("suspend", fmt.Errorf("%w: state %s reason %d", ErrNotSuspended, info.State(), info.ShutdownReason()))
 	}
-	s.logf("xsrsave: domain %d suspended in %v", s.info.ID, time.Since(t).Round(time.Millisecond))
+	s.logf("migrate: domain %d suspended in %v", s.info.Domain, time.Since(t).Round(time.Millisecond))
 	return nil
 }
 
@@ -352,13 +399,26 @@ func (s *Saver) sendPages(bm *hypercall.DirtyBitmap, round int, final bool) erro
 	p2m := s.stats.P2MSize
 	rs := RoundStats{Round: round, Final: final}
 	s.pfns = s.pfns[:0]
+	var total uint64
+	if s.opt.OnProgress != nil {
+		total = uint64(bm.Count())
+	}
 	flush := func() error {
 		if len(s.pfns) == 0 {
 			return nil
 		}
+		// A suspended guest is past cancelling: finish what costs
+		// downtime either way, unless the caller insists.
+		if err := s.ctx.Err(); err != nil {
+			return &SaveError{Step: "cancelled", Round: round, Err: err}
+		}
 		n, err := s.writeBatch(round, &rs)
 		rs.Sent += n
 		s.pfns = s.pfns[:0]
+		if err == nil && s.opt.OnProgress != nil {
+			s.opt.OnProgress(Progress{Round: round, Final: final, Done: rs.Dirty, Total: total,
+				Bytes: s.out.n, BytesPerSec: rate(s.out.n, time.Since(s.start))})
+		}
 		return err
 	}
 	var err error
@@ -392,7 +452,7 @@ func (s *Saver) sendPages(bm *hypercall.DirtyBitmap, round int, final bool) erro
 		sec = 1e-9
 	}
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-	s.logf("xsrsave: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB), %d zero pages without data, in %v, %.1f MiB/s [types %s, map %s, write %s]",
+	s.logf("migrate: round %d (%s): %d dirty frames, %d pages sent (%.1f MiB), %d zero pages without data, in %v, %.1f MiB/s [types %s, map %s, write %s]",
 		round, what, rs.Dirty, rs.Sent, float64(rs.Sent*PageSize)/(1<<20), rs.Zero,
 		ms(rs.Elapsed), float64(rs.Sent*PageSize)/(1<<20)/sec, ms(rs.TypesTime), ms(rs.MapTime), ms(rs.WriteTime))
 	return nil
@@ -400,7 +460,7 @@ func (s *Saver) sendPages(bm *hypercall.DirtyBitmap, round int, final bool) erro
 
 // writeBatch writes one PAGE_DATA record for s.pfns (at most maxBatch).
 // Frames without data (holes) are left out of the record: a restore does
-// nothing for them either way. With Options.SkipZero, an all-zero page in
+// nothing for them either way. With SaveOptions.SkipZero, an all-zero page in
 // the first pass (round 0, the first time the frame appears) is sent as
 // XALLOC, "allocate only": the restore populates it with a page Xen has
 // scrubbed, which is zero. Later rounds always carry data, since the
@@ -416,9 +476,9 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 	s.mpfns = s.mpfns[:0]
 	s.mtypes = s.mtypes[:0]
 	for i, p := range s.pfns {
-		if pageHasData(types[i]) {
+		if hypercall.PageHasData(types[i]) {
 			s.mpfns = append(s.mpfns, p)
-			s.mtypes = append(s.mtypes, types[i]&PageTypeMask)
+			s.mtypes = append(s.mtypes, types[i]&hypercall.PageTypeMask)
 		}
 	}
 	if len(s.mpfns) == 0 {
@@ -487,4 +547,12 @@ var zeroPage [PageSize]byte
 // (a privcmd mapping): PAGE_DATA can be written from it without a copy.
 type contiguousMap interface {
 	Contiguous() []byte
+}
+
+// rate returns n bytes over d as bytes per second.
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }

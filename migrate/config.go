@@ -1,4 +1,4 @@
-package main
+package migrate
 
 import (
 	"bytes"
@@ -6,11 +6,18 @@ import (
 	"fmt"
 )
 
-// prepareConfig turns the libxl JSON xl keeps for a running domain into
+// UserdataPath is where libxl keeps a domain's configuration (JSON):
+// /var/lib/xen/userdata-d.DOMID.UUID.libxl-json. xl reads it to treat a
+// domain as its own (xl save, xl list -l, xl migrate).
+func UserdataPath(domid uint32, uuid string) string {
+	return fmt.Sprintf("/var/lib/xen/userdata-d.%d.%s.libxl-json", domid, uuid)
+}
+
+// PrepareConfig turns the libxl JSON xl keeps for a running domain into
 // what `xl save` puts in its header: the same configuration without a
 // requested domid (c_info.domid), so the restore picks a fresh one as after
 // a plain `xl save`, and without trailing NULs.
-func prepareConfig(b []byte) ([]byte, error) {
+func PrepareConfig(b []byte) ([]byte, error) {
 	b = bytes.TrimRight(b, "\x00 \n")
 	var top map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -38,8 +45,9 @@ func prepareConfig(b []byte) ([]byte, error) {
 	return json.MarshalIndent(top, "", "    ")
 }
 
-// configName returns c_info.name of a libxl JSON configuration.
-func configName(b []byte) string {
+// ConfigName returns c_info.name of a libxl JSON configuration ("" if
+// there is none).
+func ConfigName(b []byte) string {
 	var c struct {
 		CInfo struct {
 			Name string `json:"name"`

@@ -1,4 +1,4 @@
-package main
+package migrate
 
 import (
 	"errors"
@@ -10,57 +10,8 @@ import (
 // PageSize is the x86 guest page size the streams carry.
 const PageSize = 4096
 
-// Page types, as XEN_DOMCTL_getpageframeinfo3 reports them (the upper nibble
-// of a 32-bit value) and as a PAGE_DATA record carries them (shifted into
-// bits 60-63 of each PFN entry).
-const (
-	PageTypeNone   uint32 = 0x0 << 28 // an ordinary page
-	PageTypeBroken uint32 = 0xd << 28 // a broken page: no data
-	PageTypeXAlloc uint32 = 0xe << 28 // allocate-only: no data
-	PageTypeXTab   uint32 = 0xf << 28 // not populated: no data
-	PageTypeMask   uint32 = 0xf << 28
-)
-
-// pageHasData reports whether a page of type t carries 4096 bytes in the
-// stream.
-func pageHasData(t uint32) bool {
-	switch t & PageTypeMask {
-	case PageTypeBroken, PageTypeXAlloc, PageTypeXTab:
-		return false
-	}
-	return true
-}
-
-// DomainInfo is the part of XEN_DOMCTL_getdomaininfo the saver needs.
-type DomainInfo struct {
-	ID             uint32
-	HVM            bool // HVM or PVH container (the only kind xsrsave saves)
-	HAP            bool
-	Paused         bool
-	Shutdown       bool
-	ShutdownReason uint32 // valid when Shutdown; 2 is SHUTDOWN_suspend
-	Dying          bool
-	TotPages       uint64
-	MaxPages       uint64
-	MaxVCPUID      uint32
-	Handle         [16]byte // the domain's UUID
-}
-
-// ShutdownSuspend is the shutdown reason of a suspended domain.
-const ShutdownSuspend = 2
-
-// Suspended reports whether the domain has shut down for suspend.
-func (i DomainInfo) Suspended() bool { return i.Shutdown && i.ShutdownReason == ShutdownSuspend }
-
-// TSCInfo is XEN_DOMCTL_gettscinfo's answer and the X86_TSC_INFO record body.
-type TSCInfo struct {
-	Mode        uint32
-	KHz         uint32
-	Nsec        uint64
-	Incarnation uint32
-}
-
-// PageMap is a batch of guest pages mapped for reading.
+// PageMap is a batch of guest pages mapped for reading (a save) or writing
+// (a restore).
 type PageMap interface {
 	// Page returns the i-th mapped page (4096 bytes, valid until Unmap) or
 	// the error the hypervisor gave for that page.
@@ -69,12 +20,12 @@ type PageMap interface {
 	Unmap() error
 }
 
-// Domain is everything the save engine asks of the hypervisor about one
-// domain. The Linux implementation (xen_linux.go) talks to Xen through
-// /dev/xen/privcmd; the tests use a fake.
+// Domain is everything Save asks of the hypervisor about one domain. The
+// Linux implementation (OpenDomain) talks to Xen through /dev/xen/privcmd
+// and xenstore; the tests use a fake.
 type Domain interface {
 	// Info returns the domain's current state.
-	Info() (DomainInfo, error)
+	Info() (hypercall.DomainInfo, error)
 	// MaxGPFN returns the highest guest frame number (XENMEM_maximum_gpfn).
 	MaxGPFN() (uint64, error)
 	// Suspend asks the guest to suspend itself and waits until it has shut
@@ -89,32 +40,33 @@ type Domain interface {
 	// CleanDirty fills bm with the pages dirtied since the last call (or
 	// since EnableLogDirty), clears Xen's copy, and returns the count.
 	CleanDirty(bm *hypercall.DirtyBitmap) (uint64, error)
-	// PageTypes fills types[i] with the type of pfns[i].
+	// PageTypes fills types[i] with the type (hypercall.PageType*) of
+	// pfns[i].
 	PageTypes(pfns []uint64, types []uint32) error
 	// MapPages maps the pages pfns read-only.
 	MapPages(pfns []uint64) (PageMap, error)
 	// HVMContext returns the domain's whole HVM context blob.
 	HVMContext() ([]byte, error)
-	// HVMParam returns one HVM parameter.
+	// HVMParam returns one HVM parameter (hypercall.HVMParam*).
 	HVMParam(index uint32) (uint64, error)
 	// CPUPolicy returns the serialised CPUID leaves (24 bytes each) and MSR
 	// entries (16 bytes each) of the domain.
 	CPUPolicy() (cpuid, msr []byte, err error)
 	// TSCInfo returns the domain's TSC mode and frequency.
-	TSCInfo() (TSCInfo, error)
+	TSCInfo() (hypercall.TSCInfo, error)
 	// Destroy destroys the domain.
 	Destroy() error
 }
 
 // Sentinel errors of the save engine.
 var (
-	// ErrNotHVM: the domain is PV; xsrsave saves HVM/PVH domains only.
-	ErrNotHVM = errors.New("xsrsave: domain is not an HVM/PVH domain")
+	// ErrNotHVM: the domain is PV; Save saves HVM/PVH domains only.
+	ErrNotHVM = errors.New("migrate: domain is not an HVM/PVH domain")
 	// ErrNotSuspended: the domain did not reach the suspended state.
-	ErrNotSuspended = errors.New("xsrsave: domain has not been suspended")
+	ErrNotSuspended = errors.New("migrate: domain has not been suspended")
 	// ErrTooBig: the guest's physical address space is beyond what a
 	// restore accepts.
-	ErrTooBig = errors.New("xsrsave: guest p2m too large")
+	ErrTooBig = errors.New("migrate: guest p2m too large")
 )
 
 // SaveError says in which step of the save a failure happened, and whether
@@ -129,7 +81,7 @@ type SaveError struct {
 }
 
 func (e *SaveError) Error() string {
-	s := "xsrsave: " + e.Step
+	s := "migrate: save: " + e.Step
 	if e.Round >= 0 {
 		s += fmt.Sprintf(" (round %d)", e.Round)
 	}

@@ -1,7 +1,8 @@
-package main
+package migrate
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 )
 
@@ -11,8 +12,8 @@ import (
 func ExampleSaver() {
 	d := newFakeDomain(1500) // 1500 RAM frames, one hole, 8 special pages
 	var img bytes.Buffer
-	s := NewSaver(d, Options{Config: []byte(`{"c_info":{"name":"guest3"}}`), XenMajor: 4, XenMinor: 17})
-	st, err := s.Save(&img)
+	s := NewSaver(d, SaveOptions{Config: []byte(`{"c_info":{"name":"guest3"}}`), XenMajor: 4, XenMinor: 17})
+	st, err := s.Save(context.Background(), &img)
 	if err != nil {
 		fmt.Println(err)
 		return

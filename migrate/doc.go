@@ -1,0 +1,17 @@
+// Package migrate saves, restores and live-migrates Xen domains in pure Go,
+// with no libxl, libxenguest or cgo: the domain side of save/restore.
+//
+// Save (a Saver) suspends a PVH or HVM-without-device-model guest through
+// its xenstore control node, either at once or after live precopy rounds
+// under log-dirty mode (the number of rounds set by a replaceable Policy),
+// and writes an `xl save` image: the xl header, the libxl stream and the
+// libxc stream v3 inside it. Commit destroys the saved domain; Abort
+// resumes it, and every failure resumes it too. Migration speaks the
+// sending half of `xl migrate`'s protocol around a save.
+//
+// The package sits above the others on purpose: hypercall (typed
+// hypercalls), privcmd (the Linux devices), xenstore (the store) and the
+// stream packages (the file formats) stay independent of each other and
+// usable alone; only this package, which has to drive all of them in the
+// order a toolstack does, imports them together.
+package migrate
