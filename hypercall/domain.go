@@ -178,7 +178,7 @@ func (x *Xen) MaximumGPFN(dom uint32) (uint64, error) {
 	}
 	defer b.Free()
 	le.PutUint16(b.Bytes(), uint16(dom))
-	r, err := x.Call(OpMemory, [5]uint64{14, b.Addr()}, Safe)
+	r, err := x.Call(OpMemory, [5]uint64{xenmemMaximumGPFN, b.Addr()}, Safe)
 	if err != nil {
 		return 0, &Error{Op: "maximum_gpfn", Domain: dom, Err: err}
 	}

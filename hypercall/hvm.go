@@ -54,7 +54,7 @@ func (x *Xen) GetHVMParam(dom uint32, index uint32) (uint64, error) {
 	m := buf.Bytes()
 	le.PutUint16(m[hvmParamDomid:], uint16(dom))
 	le.PutUint32(m[hvmParamIndex:], index)
-	if _, err := x.Call(OpHVM, [5]uint64{1, buf.Addr()}, Safe); err != nil {
+	if _, err := x.Call(OpHVM, [5]uint64{hvmopGetParam, buf.Addr()}, Safe); err != nil {
 		return 0, &Error{Op: fmt.Sprintf("hvm get_param %d", index), Domain: dom, Err: err}
 	}
 	return le.Uint64(m[hvmParamValue:]), nil
@@ -85,12 +85,24 @@ type TSCInfo struct {
 	ElapsedNsec            uint64
 }
 
+// decode reads struct xen_domctl_tsc_info from u.
+func (t *TSCInfo) decode(u []byte) {
+	*t = TSCInfo{Mode: le.Uint32(u[tscMode:]), KHz: le.Uint32(u[tscKHz:]),
+		Incarnation: le.Uint32(u[tscIncarnation:]), ElapsedNsec: le.Uint64(u[tscElapsedNsec:])}
+}
+
+// encode writes t as struct xen_domctl_tsc_info into u.
+func (t TSCInfo) encode(u []byte) {
+	le.PutUint32(u[tscMode:], t.Mode)
+	le.PutUint32(u[tscKHz:], t.KHz)
+	le.PutUint32(u[tscIncarnation:], t.Incarnation)
+	le.PutUint64(u[tscElapsedNsec:], t.ElapsedNsec)
+}
+
 // GetTSCInfo returns a domain's TSC mode and state (XEN_DOMCTL_gettscinfo).
 func (x *Xen) GetTSCInfo(dom uint32) (TSCInfo, error) {
 	var t TSCInfo
-	err := x.domctl("gettscinfo", domctlGetTSCInfo, dom, Safe, nil, func(u []byte) {
-		t = TSCInfo{Mode: le.Uint32(u[0:]), KHz: le.Uint32(u[4:]), Incarnation: le.Uint32(u[8:]), ElapsedNsec: le.Uint64(u[16:])}
-	})
+	err := x.domctl("gettscinfo", domctlGetTSCInfo, dom, Safe, nil, t.decode)
 	return t, err
 }
 

@@ -14,6 +14,12 @@ const (
 
 // Domctl and sysctl commands.
 const (
+	domctlCreateDomain         = 1
+	domctlMaxMem               = 11
+	domctlMaxVCPUs             = 15
+	domctlSetTSCInfo           = 60
+	domctlSetCPUPolicy         = 83
+	domctlSetPagingMempoolSize = 86
 	domctlDestroyDomain     = 2
 	domctlSetVCPUContext    = 12
 	domctlGetVCPUContext    = 13
@@ -95,4 +101,59 @@ const (
 	hvmParamValue  = 8
 	cpuidLeafSize  = 24
 	msrEntrySize   = 16
+
+	cpuPolErrLeaf    = 24
+	cpuPolErrSubleaf = 28
+	cpuPolErrMSR     = 32
+	tscMode          = 0
+	tscKHz           = 4
+	tscIncarnation   = 8
+	tscElapsedNsec   = 16
+)
+
+// struct xen_domctl_createdomain and struct xen_arch_domainconfig (x86).
+const (
+	cdSize              = 64
+	cdSSIDRef           = 0
+	cdHandle            = 4
+	cdFlags             = 20
+	cdIOMMUOpts         = 24
+	cdMaxVCPUs          = 28
+	cdMaxEvtchnPort     = 32
+	cdMaxGrantFrames    = 36
+	cdMaxMaptrackFrames = 40
+	cdGrantOpts         = 44
+	cdVMTraceSize       = 48
+	cdCPUPoolID         = 52
+	cdArch              = 56
+	archEmulationFlags  = 0
+	archMiscFlags       = 4
+)
+
+// struct xen_domctl_max_vcpus, xen_domctl_max_mem,
+// xen_domctl_paging_mempool.
+const (
+	maxVCPUsMax       = 0
+	maxMemKB          = 0
+	pagingMempoolSize = 0
+)
+
+// HVMOP, XENMEM and EVTCHNOP sub-operations, struct
+// xen_memory_reservation and struct evtchn_alloc_unbound.
+const (
+	hvmopSetParam         = 0
+	hvmopGetParam         = 1
+	xenmemPopulatePhysmap = 6
+	xenmemMaximumGPFN     = 14
+	memResSize            = 32
+	memResExtentStart     = 0
+	memResNrExtents       = 8
+	memResExtentOrder     = 16
+	memResMemFlags        = 20
+	memResDomid           = 24
+	evtchnopAllocUnbound  = 6
+	evtchnAllocSize       = 8
+	evtchnAllocDom        = 0
+	evtchnAllocRemote     = 2
+	evtchnAllocPort       = 4
 )

@@ -26,7 +26,7 @@ func TestLayoutsAgainstC(t *testing.T) {
 		"XEN_DOMCTL_SHADOW_OP_CLEAN": shadowOpClean, "XEN_DOMCTL_SHADOW_OP_PEEK": shadowOpPeek,
 		"__HYPERVISOR_memory_op": OpMemory, "__HYPERVISOR_xen_version": OpXenVersion,
 		"__HYPERVISOR_hvm_op": OpHVM, "__HYPERVISOR_sysctl": OpSysctl, "__HYPERVISOR_domctl": OpDomctl,
-		"XENMEM_maximum_gpfn": 14, "HVMOP_get_param": 1, "XENVER_version": 0, "XENVER_extraversion": 1, "XENVER_capabilities": 3,
+		"XENMEM_maximum_gpfn": xenmemMaximumGPFN, "HVMOP_get_param": hvmopGetParam, "XENVER_version": 0, "XENVER_extraversion": 1, "XENVER_capabilities": 3,
 		"XEN_DOMINF_dying": DomainDying, "XEN_DOMINF_hvm_guest": DomainHVM, "XEN_DOMINF_shutdown": DomainShutdown,
 		"XEN_DOMINF_paused": DomainPaused, "XEN_DOMINF_blocked": DomainBlocked, "XEN_DOMINF_running": DomainRunning,
 		"XEN_DOMINF_debugged": DomainDebugged, "XEN_DOMINF_xs_domain": DomainXenstore, "XEN_DOMINF_hap": DomainHAP,
@@ -81,6 +81,42 @@ func TestLayoutsAgainstC(t *testing.T) {
 	for name, v := range map[string]uint64{"poweroff": ShutdownPoweroff, "reboot": ShutdownReboot, "suspend": ShutdownSuspend,
 		"crash": ShutdownCrash, "watchdog": ShutdownWatchdog, "soft_reset": ShutdownSoftReset} {
 		ours["SHUTDOWN_"+name] = v
+	}
+	for field, off := range map[string]uint64{"ssidref": cdSSIDRef, "handle": cdHandle, "flags": cdFlags, "iommu_opts": cdIOMMUOpts,
+		"max_vcpus": cdMaxVCPUs, "max_evtchn_port": cdMaxEvtchnPort, "max_grant_frames": cdMaxGrantFrames,
+		"max_maptrack_frames": cdMaxMaptrackFrames, "grant_opts": cdGrantOpts, "vmtrace_size": cdVMTraceSize,
+		"cpupool_id": cdCPUPoolID, "arch": cdArch, "arch.emulation_flags": cdArch + archEmulationFlags, "arch.misc_flags": cdArch + archMiscFlags} {
+		ours["offsetof(struct xen_domctl_createdomain, "+field+")"] = off
+	}
+	for name, v := range map[string]uint64{
+		"sizeof(struct xen_domctl_createdomain)": cdSize,
+		"XEN_DOMCTL_createdomain":                domctlCreateDomain, "XEN_DOMCTL_max_mem": domctlMaxMem, "XEN_DOMCTL_max_vcpus": domctlMaxVCPUs,
+		"XEN_DOMCTL_settscinfo": domctlSetTSCInfo, "XEN_DOMCTL_set_cpu_policy": domctlSetCPUPolicy,
+		"XEN_DOMCTL_set_paging_mempool_size":                  domctlSetPagingMempoolSize,
+		"offsetof(struct xen_domctl_max_vcpus, max)":          maxVCPUsMax,
+		"offsetof(struct xen_domctl_max_mem, max_memkb)":      maxMemKB,
+		"offsetof(struct xen_domctl_paging_mempool, size)":    pagingMempoolSize,
+		"offsetof(struct xen_domctl_cpu_policy, err_leaf)":    cpuPolErrLeaf,
+		"offsetof(struct xen_domctl_cpu_policy, err_subleaf)": cpuPolErrSubleaf,
+		"offsetof(struct xen_domctl_cpu_policy, err_msr)":     cpuPolErrMSR,
+		"XEN_DOMCTL_CDF_hvm":                                  CreateHVM, "XEN_DOMCTL_CDF_hap": CreateHAP, "XEN_DOMCTL_CDF_s3_integrity": CreateS3Integrity,
+		"XEN_DOMCTL_CDF_oos_off": CreateOOSOff, "XEN_DOMCTL_CDF_xs_domain": CreateXSDomain, "XEN_DOMCTL_CDF_iommu": CreateIOMMU,
+		"XEN_DOMCTL_CDF_nested_virt": CreateNestedVirt, "XEN_DOMCTL_CDF_vpmu": CreateVPMU,
+		"XEN_X86_EMU_LAPIC": EmuLAPIC, "XEN_X86_EMU_HPET": EmuHPET, "XEN_X86_EMU_PM": EmuPM, "XEN_X86_EMU_RTC": EmuRTC,
+		"XEN_X86_EMU_IOAPIC": EmuIOAPIC, "XEN_X86_EMU_PIC": EmuPIC, "XEN_X86_EMU_VGA": EmuVGA, "XEN_X86_EMU_IOMMU": EmuIOMMU,
+		"XEN_X86_EMU_PIT": EmuPIT, "XEN_X86_EMU_USE_PIRQ": EmuUsePIRQ, "XEN_X86_EMU_VPCI": EmuVPCI, "XEN_X86_MSR_RELAXED": MiscMSRRelaxed,
+		"DOMID_FIRST_RESERVED": DomidFirstReserved,
+		"HVMOP_set_param":      hvmopSetParam, "XENMEM_populate_physmap": xenmemPopulatePhysmap,
+		"sizeof(struct xen_memory_reservation)": memResSize, "offsetof(struct xen_memory_reservation, extent_start)": memResExtentStart,
+		"offsetof(struct xen_memory_reservation, nr_extents)": memResNrExtents, "offsetof(struct xen_memory_reservation, extent_order)": memResExtentOrder,
+		"offsetof(struct xen_memory_reservation, mem_flags)": memResMemFlags, "offsetof(struct xen_memory_reservation, domid)": memResDomid,
+		"__HYPERVISOR_event_channel_op": OpEvtchn, "EVTCHNOP_alloc_unbound": evtchnopAllocUnbound,
+		"sizeof(struct evtchn_alloc_unbound)": evtchnAllocSize, "offsetof(struct evtchn_alloc_unbound, dom)": evtchnAllocDom,
+		"offsetof(struct evtchn_alloc_unbound, remote_dom)": evtchnAllocRemote, "offsetof(struct evtchn_alloc_unbound, port)": evtchnAllocPort,
+		"XENMEM_resource_grant_table": ResourceGrantTable, "XENMEM_resource_grant_table_id_shared": ResourceGrantTableIDShared,
+		"GNTTAB_RESERVED_CONSOLE": GrantRefConsole, "GNTTAB_RESERVED_XENSTORE": GrantRefXenstore,
+	} {
+		ours[name] = v
 	}
 	cheader.Compare(t, ours)
 	t.Logf("%d layout facts agree with the C headers", len(ours))

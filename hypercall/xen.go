@@ -17,6 +17,7 @@ type Caller interface {
 const (
 	OpMemory     = 12
 	OpXenVersion = 17
+	OpEvtchn     = 32
 	OpHVM        = 34
 	OpSysctl     = 35
 	OpDomctl     = 36
@@ -110,9 +111,20 @@ var ErrInterfaceVersion = errors.New("hypercall: hypervisor domctl/sysctl interf
 // domctl issues XEN_DOMCTL cmd for domain dom; fill writes the union (128
 // bytes) first; read sees the union after the call.
 func (x *Xen) domctl(name string, cmd uint32, dom uint32, safe Safety, fill func(u []byte), read func(u []byte)) error {
+	_, err := x.domctlDom(name, cmd, dom, safe, fill, read)
+	return err
+}
+
+// readsOnError lists the domctls whose answer matters on failure too:
+// set_cpu_policy names the leaf or MSR it refused.
+var readsOnError = map[uint32]bool{domctlSetCPUPolicy: true}
+
+// domctlDom is domctl that also returns the domain field of the struct as
+// Xen left it (createdomain writes the new domain's id there).
+func (x *Xen) domctlDom(name string, cmd uint32, dom uint32, safe Safety, fill func(u []byte), read func(u []byte)) (uint32, error) {
 	b, err := x.Pool.Get(domctlSize, InOut)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer b.Free()
 	m := b.Bytes()
@@ -126,12 +138,15 @@ func (x *Xen) domctl(name string, cmd uint32, dom uint32, safe Safety, fill func
 		if errors.Is(err, syscall.EACCES) && cmd == domctlGetDomainInfo {
 			err = fmt.Errorf("%w (%w)", ErrInterfaceVersion, err)
 		}
-		return &Error{Op: name, Domain: dom, Err: err}
+		if read != nil && readsOnError[cmd] {
+			read(m[domctlUnion:])
+		}
+		return 0, &Error{Op: name, Domain: dom, Err: err}
 	}
 	if read != nil {
 		read(m[domctlUnion:])
 	}
-	return nil
+	return uint32(le.Uint16(m[8:])), nil
 }
 
 func (x *Xen) sysctl(name string, cmd uint32, safe Safety, fill func(u []byte), read func(u []byte)) error {
