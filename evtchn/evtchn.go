@@ -18,10 +18,6 @@ import (
 // A Port is a local event-channel port.
 type Port uint32
 
-// Linux _IOC(_IOC_NONE, 'E', nr, size) (asm-generic/ioctl.h: size<<16 |
-// type<<8 | nr; the direction bits are zero).
-func iocE(nr, size uintptr) uintptr { return size<<16 | 'E'<<8 | nr }
-
 // Structure sizes of include/uapi/xen/evtchn.h: each is one or two
 // unsigned ints, except restrict_domid (a domid_t).
 const (
@@ -33,16 +29,18 @@ const (
 	sizeRestrictDomid   = 2 // struct ioctl_evtchn_restrict_domid { domid_t domid; }
 )
 
-// The evtchn ioctls. The bind ioctls return the new local port as the
-// ioctl's return value.
-var (
-	IoctlBindVirq        = iocE(0, sizeBindVirq)
-	IoctlBindInterdomain = iocE(1, sizeBindInterdomain)
-	IoctlBindUnboundPort = iocE(2, sizeBindUnbound)
-	IoctlUnbind          = iocE(3, sizeUnbind)
-	IoctlNotify          = iocE(4, sizeNotify)
-	IoctlReset           = iocE(5, 0)
-	IoctlRestrictDomid   = iocE(6, sizeRestrictDomid)
+// The evtchn ioctls: Linux _IOC(_IOC_NONE, 'E', nr, size), that is
+// size<<16 | 'E'<<8 | nr (asm-generic/ioctl.h; the direction bits are
+// zero). The bind ioctls return the new local port as the ioctl's return
+// value.
+const (
+	IoctlBindVirq        = sizeBindVirq<<16 | 'E'<<8 | 0
+	IoctlBindInterdomain = sizeBindInterdomain<<16 | 'E'<<8 | 1
+	IoctlBindUnboundPort = sizeBindUnbound<<16 | 'E'<<8 | 2
+	IoctlUnbind          = sizeUnbind<<16 | 'E'<<8 | 3
+	IoctlNotify          = sizeNotify<<16 | 'E'<<8 | 4
+	IoctlReset           = 0<<16 | 'E'<<8 | 5
+	IoctlRestrictDomid   = sizeRestrictDomid<<16 | 'E'<<8 | 6
 )
 
 // PortSize is the size of one port in what the device reads and writes: a

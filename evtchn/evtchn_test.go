@@ -13,7 +13,7 @@ import (
 func TestIoctlNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		got, want uintptr
+		got, want uint64
 	}{
 		{"BIND_VIRQ", IoctlBindVirq, 0x44500},
 		{"BIND_INTERDOMAIN", IoctlBindInterdomain, 0x84501},
