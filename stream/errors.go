@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Sentinel errors. A FormatError wraps one of these (or another cause), so
@@ -41,29 +42,54 @@ func (*truncatedError) Is(target error) bool { return target == io.ErrUnexpected
 // ("libxc", "libxl", "xl", "pack", "liveupdate", ...), the absolute byte
 // offset of the record (or header, block, address) that is wrong, its index
 // among the layer's records (-1 for a header or anything that is not a
-// record), its type, and the field at fault (empty for the record as a whole).
+// record), its type and the type's name, the field at fault (empty for the
+// record as a whole), and, when known, what the format expects there and
+// what the stream holds.
 type FormatError struct {
-	Layer  string // stream layer, e.g. "libxc"
-	Offset int64  // absolute byte offset of the record or header start
-	Index  int    // record index within the layer; -1 for a header
-	Type   uint32 // record type; 0 with Index -1
-	Field  string // offending field, if known
-	Err    error  // the cause, usually one of the sentinels above
+	Layer    string // stream layer, e.g. "libxc"
+	Offset   int64  // absolute byte offset of the record or header start
+	Index    int    // record index within the layer; -1 for a header
+	Type     uint32 // record type; 0 with Index -1
+	TypeName string // the layer's name of Type, e.g. "PAGE_DATA"; empty if not known
+	Field    string // offending field, if known
+	Expected string // what the format requires, e.g. "8 bytes"; empty if not said
+	Actual   string // what the stream holds, e.g. "12 bytes"; empty if not said
+	Err      error  // the cause, usually one of the sentinels above
 }
 
-// Error describes the failure and its location.
+// Error describes the failure and its location, e.g.
+//
+//	libxc: record 3 (X86_PV_INFO) at offset 120, field body_length: bad record length: expected 8 bytes, got 12 bytes
 func (e *FormatError) Error() string {
-	where := fmt.Sprintf("offset %d", e.Offset)
+	var b strings.Builder
+	b.WriteString(e.Layer)
+	b.WriteString(": ")
 	if e.Index >= 0 {
-		where = fmt.Sprintf("record %d (type %#x) at offset %d", e.Index, e.Type, e.Offset)
+		name := e.TypeName
+		if name == "" {
+			name = fmt.Sprintf("type %#x", e.Type)
+		}
+		fmt.Fprintf(&b, "record %d (%s) at offset %d", e.Index, name, e.Offset)
 	} else {
-		where = "at " + where
+		fmt.Fprintf(&b, "at offset %d", e.Offset)
 	}
-	s := e.Layer + ": " + where
 	if e.Field != "" {
-		s += ", field " + e.Field
+		b.WriteString(", field ")
+		b.WriteString(e.Field)
 	}
-	return s + ": " + e.Err.Error()
+	b.WriteString(": ")
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	}
+	switch {
+	case e.Expected != "" && e.Actual != "":
+		fmt.Fprintf(&b, ": expected %s, got %s", e.Expected, e.Actual)
+	case e.Expected != "":
+		fmt.Fprintf(&b, ": expected %s", e.Expected)
+	case e.Actual != "":
+		fmt.Fprintf(&b, ": got %s", e.Actual)
+	}
+	return b.String()
 }
 
 // Unwrap returns the cause, so errors.Is(err, ErrTruncated) and the like work.

@@ -10,11 +10,22 @@
 // libxc END record. A Writer frames and pads records for the caller.
 //
 // Malformed input is reported as a *FormatError naming the layer, byte
-// offset, record index, type and field, wrapping one of the sentinel errors.
+// offset, record index, type and field, and what was expected versus found,
+// wrapping one of the sentinel errors.
+//
+// Memory bound: a Reader keeps one record buffer, as large as the largest
+// record it has read (at most the record cap, MaxRecordSize, rounded up to
+// 8). A declared length past the cap fails before anything is allocated. While
+// a longer record arrives the buffer starts at 1 MiB and doubles as it fills,
+// so a record costs less than twice its length in allocations (at most
+// twice the cap) and linear time, and a lying length on a short input costs
+// at most twice the bytes that arrived plus 1 MiB. TestMemoryBound checks this
+// with runtime.MemStats.
 package stream
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 )
 
@@ -54,6 +65,9 @@ type Reader struct {
 	// AllowNonZeroPadding accepts padding bytes that are not zero (for
 	// forensic reading).
 	AllowNonZeroPadding bool
+	// TypeName, if set, names record types in errors (the layer's names,
+	// such as "PAGE_DATA").
+	TypeName func(uint32) string
 
 	off   int64
 	index int
@@ -88,7 +102,11 @@ func (r *Reader) ReadFull(p []byte, field string) (int64, error) {
 		if err == io.EOF && n == 0 && field == "" {
 			return start, io.EOF
 		}
-		return start, &FormatError{Layer: r.layer, Offset: start, Index: -1, Field: field, Err: truncOr(err)}
+		e := &FormatError{Layer: r.layer, Offset: start, Index: -1, Field: field, Err: truncOr(err)}
+		if e.Err == ErrTruncated {
+			e.Expected, e.Actual = Bytes(len(p)), Short(n, len(p))
+		}
+		return start, e
 	}
 	return start, nil
 }
@@ -96,12 +114,10 @@ func (r *Reader) ReadFull(p []byte, field string) (int64, error) {
 // Underlying returns the io.Reader, positioned just after the last record read.
 func (r *Reader) Underlying() io.Reader { return r.r }
 
-// growChunk bounds how much the buffer grows ahead of data actually read.
-const growChunk = 1 << 20
-
 // Next reads the next record. At a clean end of input (no byte of a new record
 // header) it returns io.EOF; a partial record yields a FormatError wrapping
-// ErrTruncated. The returned Record's Body is valid until the next call.
+// ErrTruncated that says how many bytes were missing. The returned Record's
+// Body is valid until the next call.
 func (r *Reader) Next() (Record, error) {
 	start := r.off
 	n, err := io.ReadFull(r.r, r.hdr[:])
@@ -110,7 +126,11 @@ func (r *Reader) Next() (Record, error) {
 		if err == io.EOF {
 			return Record{}, io.EOF
 		}
-		return Record{}, r.errAt(start, 0, "", truncOr(err))
+		e := r.errAt(start, 0, "record header", truncOr(err))
+		if e.Err == ErrTruncated {
+			e.Index, e.Expected, e.Actual = -1, Bytes(HeaderSize), Short(n, HeaderSize)
+		}
+		return Record{}, e
 	}
 	typ := binary.LittleEndian.Uint32(r.hdr[0:4])
 	length := binary.LittleEndian.Uint32(r.hdr[4:8])
@@ -119,17 +139,25 @@ func (r *Reader) Next() (Record, error) {
 		max = DefaultMaxRecordSize
 	}
 	if uint64(length) > uint64(max) {
-		return Record{}, r.errAt(start, typ, "length", ErrTooLarge)
+		e := r.errAt(start, typ, "length", ErrTooLarge)
+		e.Expected, e.Actual = "at most "+Bytes(max), Bytes(int(length))
+		return Record{}, e
 	}
 	padded := PaddedLen(int(length))
-	if err := r.fill(padded); err != nil {
-		return Record{}, r.errAt(start, typ, "body", truncOr(err))
+	if got, err := r.fill(padded); err != nil {
+		e := r.errAt(start, typ, "body", truncOr(err))
+		if e.Err == ErrTruncated {
+			e.Expected, e.Actual = Bytes(padded), Short(got, padded)
+		}
+		return Record{}, e
 	}
 	body := r.buf[:length]
 	if !r.AllowNonZeroPadding {
 		for _, b := range r.buf[length:padded] {
 			if b != 0 {
-				return Record{}, r.errAt(start, typ, "padding", ErrPadding)
+				e := r.errAt(start, typ, "padding", ErrPadding)
+				e.Expected, e.Actual = "zero bytes", fmt.Sprintf("% x", r.buf[length:padded])
+				return Record{}, e
 			}
 		}
 	}
@@ -138,37 +166,44 @@ func (r *Reader) Next() (Record, error) {
 	return rec, nil
 }
 
+// firstChunk is the most the buffer grows ahead of data actually read: a
+// record longer than the buffer starts with this much room and doubles it
+// each time it fills, so a lying length on a short input costs at most twice
+// the bytes that arrived plus firstChunk, and a long record costs less than
+// twice its length in allocations and linear time in copying.
+const firstChunk = 1 << 20
+
 // fill reads exactly n bytes into r.buf[:n], growing the buffer only as data
-// arrives so that a lying length on a short input does not allocate the cap.
-func (r *Reader) fill(n int) error {
+// arrives. It returns how many bytes arrived and the read error.
+func (r *Reader) fill(n int) (int, error) {
 	if cap(r.buf) >= n {
 		r.buf = r.buf[:n]
 		m, err := io.ReadFull(r.r, r.buf)
 		r.off += int64(m)
-		return err
+		return m, err
 	}
 	got := 0
+	if cap(r.buf) < min(n, firstChunk) {
+		r.buf = make([]byte, 0, min(n, firstChunk))
+	}
 	r.buf = r.buf[:0]
 	for got < n {
-		want := n - got
-		if want > growChunk && got+growChunk > cap(r.buf) {
-			want = growChunk
-		}
-		if got+want > cap(r.buf) {
-			nb := make([]byte, got, got+want)
+		if got == cap(r.buf) {
+			nb := make([]byte, got, min(n, 2*got))
 			copy(nb, r.buf[:got])
 			r.buf = nb
 		}
+		want := min(n, cap(r.buf)) - got
 		r.buf = r.buf[:got+want]
 		m, err := io.ReadFull(r.r, r.buf[got:got+want])
 		got += m
 		r.off += int64(m)
 		if err != nil {
 			r.buf = r.buf[:got]
-			return err
+			return got, err
 		}
 	}
-	return nil
+	return got, nil
 }
 
 func truncOr(err error) error {
@@ -178,8 +213,26 @@ func truncOr(err error) error {
 	return err
 }
 
-func (r *Reader) errAt(off int64, typ uint32, field string, err error) error {
-	return &FormatError{Layer: r.layer, Offset: off, Index: r.index, Type: typ, Field: field, Err: err}
+func (r *Reader) errAt(off int64, typ uint32, field string, err error) *FormatError {
+	e := &FormatError{Layer: r.layer, Offset: off, Index: r.index, Type: typ, Field: field, Err: err}
+	if r.TypeName != nil {
+		e.TypeName = r.TypeName(typ)
+	}
+	return e
+}
+
+// Bytes formats a byte count for FormatError's Expected and Actual.
+func Bytes(n int) string {
+	if n == 1 {
+		return "1 byte"
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// Short formats, for FormatError's Actual, a read that got only got of want
+// bytes: how many arrived and how many were missing.
+func Short(got, want int) string {
+	return fmt.Sprintf("%s (%d missing)", Bytes(got), want-got)
 }
 
 // A Writer writes framed records, adding the header and zero padding.
