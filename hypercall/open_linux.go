@@ -11,7 +11,9 @@ import (
 
 // Open opens /dev/xen/privcmd and a buffer pool from /dev/xen/hypercall,
 // falling back to mlock()ed memory (and EFAULT retries of safe calls) on
-// kernels without that device. Close releases them.
+// kernels without that device, and probes the hypervisor's interface
+// versions (Probe): a Xen whose domctl or sysctl version is not in Releases
+// fails here with an *InterfaceError. Close releases them.
 func Open() (*Xen, error) {
 	dev, err := privcmd.Open()
 	if err != nil {
@@ -33,6 +35,10 @@ func Open() (*Xen, error) {
 			bd.Close()
 		}
 		return errors.Join(err, dev.Close())
+	}
+	if _, err := x.Probe(); err != nil {
+		x.Close()
+		return nil, err
 	}
 	return x, nil
 }

@@ -23,8 +23,10 @@ const (
 	OpDomctl     = 36
 )
 
-// Interface versions of Xen 4.17 (public/domctl.h, public/sysctl.h). Xen
-// rejects a domctl or sysctl of another version with EACCES.
+// Interface versions of Xen 4.17 (public/domctl.h, public/sysctl.h), what a
+// Xen made by New speaks until Probe (which Open calls) or SetInterface; see
+// Releases for the others. Xen rejects a domctl or sysctl of another
+// version with EACCES.
 const (
 	DomctlInterfaceVersion = 0x15
 	SysctlInterfaceVersion = 0x15
@@ -54,6 +56,7 @@ type Xen struct {
 		Calls, Faults, Retries atomic.Uint64
 	}
 	closer func() error
+	iface  Interface // zero: Xen 4.17's (defaultInterface)
 }
 
 // Close releases what Open opened; for a Xen made by New it closes the Pool.
@@ -104,9 +107,9 @@ func (e *Error) Error() string {
 // Unwrap returns the errno.
 func (e *Error) Unwrap() error { return e.Err }
 
-// ErrInterfaceVersion reports a hypervisor whose domctl/sysctl interface is
-// not the one this package speaks (Xen 4.17's).
-var ErrInterfaceVersion = errors.New("hypercall: hypervisor domctl/sysctl interface version differs from Xen 4.17's")
+// ErrInterfaceVersion reports a hypervisor that refused the domctl/sysctl
+// interface version x speaks (see Interface and Probe).
+var ErrInterfaceVersion = errors.New("hypercall: hypervisor refused the domctl/sysctl interface version")
 
 // domctl issues XEN_DOMCTL cmd for domain dom; fill writes the union (128
 // bytes) first; read sees the union after the call.
@@ -129,7 +132,7 @@ func (x *Xen) domctlDom(name string, cmd uint32, dom uint32, safe Safety, fill f
 	defer b.Free()
 	m := b.Bytes()
 	le.PutUint32(m[0:], cmd)
-	le.PutUint32(m[4:], DomctlInterfaceVersion)
+	le.PutUint32(m[4:], x.Interface().Domctl)
 	le.PutUint16(m[8:], uint16(dom))
 	if fill != nil {
 		fill(m[domctlUnion:])
@@ -157,7 +160,7 @@ func (x *Xen) sysctl(name string, cmd uint32, safe Safety, fill func(u []byte), 
 	defer b.Free()
 	m := b.Bytes()
 	le.PutUint32(m[0:], cmd)
-	le.PutUint32(m[4:], SysctlInterfaceVersion)
+	le.PutUint32(m[4:], x.Interface().Sysctl)
 	fill(m[sysctlUnion:])
 	if _, err := x.Call(OpSysctl, [5]uint64{b.Addr()}, safe); err != nil {
 		if errors.Is(err, syscall.EACCES) {
