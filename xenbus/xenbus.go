@@ -65,15 +65,21 @@ type Store interface {
 
 // A Device names one split device.
 type Device struct {
-	Kind       string // "vbd", "vif", ...
+	Kind       string // "vbd", "vif", ...: the frontend's directory
+	BackKind   string // the backend's directory when it differs ("qdisk" for QEMU's); "" means Kind
 	BackDomid  uint32 // the domain running the backend
 	FrontDomid uint32 // the guest
 	Devid      uint32 // the device number (for a vbd, the encoded virtual device)
 }
 
-// BackendPath is /local/domain/BACK/backend/KIND/FRONT/DEVID.
+// BackendPath is /local/domain/BACK/backend/KIND/FRONT/DEVID (BackKind
+// when set).
 func (d Device) BackendPath() string {
-	return fmt.Sprintf("/local/domain/%d/backend/%s/%d/%d", d.BackDomid, d.Kind, d.FrontDomid, d.Devid)
+	k := d.BackKind
+	if k == "" {
+		k = d.Kind
+	}
+	return fmt.Sprintf("/local/domain/%d/backend/%s/%d/%d", d.BackDomid, k, d.FrontDomid, d.Devid)
 }
 
 // FrontendPath is /local/domain/FRONT/device/KIND/DEVID.
