@@ -20,20 +20,20 @@ const (
 	domctlSetTSCInfo           = 60
 	domctlSetCPUPolicy         = 83
 	domctlSetPagingMempoolSize = 86
-	domctlDestroyDomain     = 2
-	domctlSetVCPUContext    = 12
-	domctlGetVCPUContext    = 13
-	domctlResumeDomain      = 27
-	domctlPauseDomain       = 3
-	domctlUnpauseDomain     = 4
-	domctlGetDomainInfo     = 5
-	domctlShadowOp          = 10
-	domctlGetHVMContext     = 33
-	domctlSetHVMContext     = 34
-	domctlGetTSCInfo        = 59
-	domctlGetPageFrameInfo3 = 61
-	domctlGetCPUPolicy      = 82
-	sysctlGetDomainInfoList = 6
+	domctlDestroyDomain        = 2
+	domctlSetVCPUContext       = 12
+	domctlGetVCPUContext       = 13
+	domctlResumeDomain         = 27
+	domctlPauseDomain          = 3
+	domctlUnpauseDomain        = 4
+	domctlGetDomainInfo        = 5
+	domctlShadowOp             = 10
+	domctlGetHVMContext        = 33
+	domctlSetHVMContext        = 34
+	domctlGetTSCInfo           = 59
+	domctlGetPageFrameInfo3    = 61
+	domctlGetCPUPolicy         = 82
+	sysctlGetDomainInfoList    = 6
 )
 
 // struct xen_domctl_vcpucontext, and the size of vcpu_guest_context_t.
