@@ -91,10 +91,12 @@ type Options struct {
 	Offset int64
 }
 
-// A bodyError names the field of a body that is wrong.
+// A bodyError names the field of a body that is wrong, and what Xen's
+// layout expects there against what the body holds.
 type bodyError struct {
-	field string
-	err   error
+	field            string
+	err              error
+	expected, actual string
 }
 
 func (e *bodyError) Error() string { return e.field + ": " + e.err.Error() }
@@ -108,18 +110,19 @@ func DecodeOptions(b []byte, opt Options) (*Context, error) {
 	c := &Context{}
 	off := 0
 	for i := 0; ; i++ {
-		fail := func(tc Typecode, field string, err error) error {
-			return &stream.FormatError{Layer: Layer, Offset: opt.Offset + int64(off), Index: i, Type: uint32(tc), Field: field, Err: err}
+		fail := func(tc Typecode, field string, err error, expected, actual string) *stream.FormatError {
+			return &stream.FormatError{Layer: Layer, Offset: opt.Offset + int64(off), Index: i, Type: uint32(tc), TypeName: tc.String(),
+				Field: field, Err: err, Expected: expected, Actual: actual}
 		}
 		if len(b)-off < DescriptorSize {
 			if len(b) == off {
-				return nil, fail(0, "typecode", ErrNoEnd)
+				return nil, fail(0, "typecode", ErrNoEnd, "an END entry", "end of data")
 			}
-			return nil, fail(0, "descriptor", fmt.Errorf("%w: %d bytes left, a descriptor needs %d", stream.ErrTruncated, len(b)-off, DescriptorSize))
+			return nil, fail(0, "descriptor", stream.ErrTruncated, stream.Bytes(DescriptorSize), stream.Bytes(len(b)-off))
 		}
 		d := Descriptor{Typecode(le.Uint16(b[off:])), le.Uint16(b[off+2:]), le.Uint32(b[off+4:])}
 		if uint64(d.Length) > uint64(len(b)-off-DescriptorSize) {
-			return nil, fail(d.Typecode, "length", fmt.Errorf("%w: body of %d bytes, %d left", stream.ErrTruncated, d.Length, len(b)-off-DescriptorSize))
+			return nil, fail(d.Typecode, "length", stream.ErrTruncated, stream.Bytes(int(d.Length)), stream.Bytes(len(b)-off-DescriptorSize))
 		}
 		body := b[off+DescriptorSize : off+DescriptorSize+int(d.Length)]
 		rec, err := decodeBody(d.Typecode, body)
@@ -127,12 +130,11 @@ func DecodeOptions(b []byte, opt Options) (*Context, error) {
 			err = check(i, d, rec)
 		}
 		if err != nil {
-			field := ""
+			fe := fail(d.Typecode, "", err, "", "")
 			var be *bodyError
 			if errors.As(err, &be) {
-				field, err = be.field, be.err
+				fe.Field, fe.Err, fe.Expected, fe.Actual = be.field, be.err, be.expected, be.actual
 			}
-			fe := fail(d.Typecode, field, err)
 			if !opt.Relaxed {
 				return nil, fe
 			}
@@ -146,7 +148,8 @@ func DecodeOptions(b []byte, opt Options) (*Context, error) {
 	}
 	if off < len(b) {
 		if !opt.Relaxed {
-			return nil, &stream.FormatError{Layer: Layer, Offset: opt.Offset + int64(off), Index: len(c.Entries), Field: "trailing", Err: fmt.Errorf("%w: %d bytes", ErrTrailing, len(b)-off)}
+			return nil, &stream.FormatError{Layer: Layer, Offset: opt.Offset + int64(off), Index: -1, Field: "trailing", Err: ErrTrailing,
+				Expected: "no data", Actual: stream.Bytes(len(b) - off)}
 		}
 		c.Trailing = append([]byte(nil), b[off:]...)
 	}
@@ -166,7 +169,7 @@ func decodeBody(tc Typecode, body []byte) (Record, error) {
 	switch {
 	case info.size == 0 && tc == TypeEnd:
 		if len(body) != 0 {
-			return nil, &bodyError{"length", fmt.Errorf("%w: expected 0, got %d", errLength, len(body))}
+			return nil, &bodyError{"length", errLength, stream.Bytes(0), stream.Bytes(len(body))}
 		}
 	case info.size == 0: // variable length
 		if err := rec.decode(body); err != nil {
@@ -174,12 +177,12 @@ func decodeBody(tc Typecode, body []byte) (Record, error) {
 		}
 	case len(body) == info.size:
 		if err := rec.decode(body); err != nil {
-			return nil, &bodyError{"length", err}
+			return nil, &bodyError{"length", err, "", ""}
 		}
 	case tc == TypeCPU && len(body) == CPUCompatSize:
 		var cc cpuCompat
 		if err := decodeFixed(body, &cc); err != nil {
-			return nil, &bodyError{"length", err}
+			return nil, &bodyError{"length", err, "", ""}
 		}
 		full := make([]byte, CPUSize)
 		copy(full, cc.Head[:])
@@ -192,11 +195,14 @@ func decodeBody(tc Typecode, body []byte) (Record, error) {
 		copy(full, body)
 		rec.decode(full)
 	default:
-		want := fmt.Sprint(info.size)
+		want := stream.Bytes(info.size)
 		if info.zeroExtend {
 			want = "at most " + want
 		}
-		return nil, &bodyError{"length", fmt.Errorf("%w: %s expects %s bytes, got %d", errLength, info.name, want, len(body))}
+		if tc == TypeCPU {
+			want += " or " + stream.Bytes(CPUCompatSize)
+		}
+		return nil, &bodyError{"length", errLength, want, stream.Bytes(len(body))}
 	}
 	return rec, nil
 }
@@ -206,13 +212,13 @@ func check(i int, d Descriptor, rec Record) error {
 	h, isHeader := rec.(*Header)
 	switch {
 	case i == 0 && !isHeader:
-		return &bodyError{"typecode", fmt.Errorf("%w: the first entry must be HEADER, got %s", stream.ErrOrder, d.Typecode)}
+		return &bodyError{"typecode", stream.ErrOrder, "HEADER first", d.Typecode.String()}
 	case i > 0 && isHeader:
-		return &bodyError{"typecode", fmt.Errorf("%w: HEADER after the first entry", stream.ErrOrder)}
+		return &bodyError{"typecode", stream.ErrOrder, "HEADER only first", "HEADER again"}
 	case isHeader && h.Magic != FileMagic:
-		return &bodyError{"magic", fmt.Errorf("%w: expected %#x, got %#x", stream.ErrValue, FileMagic, h.Magic)}
+		return &bodyError{"magic", stream.ErrValue, fmt.Sprintf("%#x", FileMagic), fmt.Sprintf("%#x", h.Magic)}
 	case isHeader && h.Version != FileVersion:
-		return &bodyError{"version", fmt.Errorf("%w: expected %d, got %d", stream.ErrValue, FileVersion, h.Version)}
+		return &bodyError{"version", stream.ErrValue, fmt.Sprint(FileVersion), fmt.Sprint(h.Version)}
 	}
 	return nil
 }

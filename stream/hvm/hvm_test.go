@@ -346,7 +346,7 @@ func TestErrors(t *testing.T) {
 		{"two HEADERs", ctxOf(entry(TypeHeader, 0, header())), hdrEnd, 1, TypeHeader, "typecode", stream.ErrOrder},
 		{"magic", badMagic, 0, 0, TypeHeader, "magic", stream.ErrValue},
 		{"version", badVersion, 0, 0, TypeHeader, "version", stream.ErrValue},
-		{"trailing", append(append([]byte(nil), good...), 0, 0, 0, 0), len(good), 3, 0, "trailing", ErrTrailing},
+		{"trailing", append(append([]byte(nil), good...), 0, 0, 0, 0), len(good), -1, 0, "trailing", ErrTrailing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeOptions(tc.in, Options{Offset: 1000})
@@ -357,7 +357,19 @@ func TestErrors(t *testing.T) {
 			if fe.Layer != Layer || fe.Offset != int64(1000+tc.off) || fe.Index != tc.index || fe.Type != uint32(tc.tc) || fe.Field != tc.field || !errors.Is(err, tc.err) {
 				t.Errorf("got %+v (%v), want offset %d index %d type %s field %q %v", *fe, err, 1000+tc.off, tc.index, tc.tc, tc.field, tc.err)
 			}
+			if (tc.index >= 0 && fe.TypeName != tc.tc.String()) || fe.Expected == "" || fe.Actual == "" {
+				t.Errorf("type name %q, expected %q, actual %q", fe.TypeName, fe.Expected, fe.Actual)
+			}
 		})
+	}
+}
+
+// TestErrorText shows the expected and actual values in the message.
+func TestErrorText(t *testing.T) {
+	_, err := Decode(ctxOf(entry(TypeLAPIC, 1, sample(40, 1))))
+	want := "hvm: record 1 (LAPIC) at offset 32, field length: bad record length: expected at most 32 bytes, got 40 bytes"
+	if err == nil || err.Error() != want {
+		t.Errorf("error text\n%v\nwant\n%s", err, want)
 	}
 }
 

@@ -3,6 +3,8 @@ package hvm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/xensr/xensr/stream"
 )
 
 // A Typecode names the kind of an HVM save entry (HVM_SAVE_CODE in Xen's
@@ -625,7 +627,7 @@ func (r *Raw) decode(b []byte) error            { r.Data = append([]byte(nil), b
 
 func (r *CPUXSave) decode(b []byte) error {
 	if len(b) < CPUXSaveHeaderSize+XSaveAreaMin {
-		return &bodyError{"save_area", fmt.Errorf("%w: expected at least %d bytes, got %d", errLength, CPUXSaveHeaderSize+XSaveAreaMin, len(b))}
+		return &bodyError{"save_area", errLength, "at least " + stream.Bytes(CPUXSaveHeaderSize+XSaveAreaMin), stream.Bytes(len(b))}
 	}
 	r.XFeatureMask, r.XCR0, r.XCR0Accum = le.Uint64(b), le.Uint64(b[8:]), le.Uint64(b[16:])
 	r.Area = append([]byte(nil), b[CPUXSaveHeaderSize:]...)
@@ -634,11 +636,11 @@ func (r *CPUXSave) decode(b []byte) error {
 
 func (r *CPUMSR) decode(b []byte) error {
 	if len(b) < CPUMSRHeaderSize {
-		return &bodyError{"count", fmt.Errorf("%w: expected at least %d bytes, got %d", errLength, CPUMSRHeaderSize, len(b))}
+		return &bodyError{"count", errLength, "at least " + stream.Bytes(CPUMSRHeaderSize), stream.Bytes(len(b))}
 	}
 	n := le.Uint32(b)
 	if want := uint64(CPUMSRHeaderSize) + uint64(n)*CPUMSREntrySize; want != uint64(len(b)) {
-		return &bodyError{"count", fmt.Errorf("%w: %d MSRs need %d bytes, got %d", errLength, n, want, len(b))}
+		return &bodyError{"count", errLength, fmt.Sprintf("%s for %d MSRs", stream.Bytes(int(want)), n), stream.Bytes(len(b))}
 	}
 	r.Pad = le.Uint32(b[4:])
 	r.MSRs = make([]MSR, n)

@@ -256,12 +256,12 @@ func Decode(b []byte, width int) (Context, error) {
 	case Width32:
 		c, want = new(Context32), libxc.VCPUBasicSize32
 	default:
-		return nil, &stream.FormatError{Layer: Layer, Index: -1, Field: "guest_width",
-			Err: fmt.Errorf("%w: expected %d or %d, got %d", stream.ErrValue, Width32, Width64, width)}
+		return nil, &stream.FormatError{Layer: Layer, Index: -1, Field: "guest_width", Err: stream.ErrValue,
+			Expected: fmt.Sprintf("%d or %d", Width32, Width64), Actual: fmt.Sprint(width)}
 	}
 	if len(b) != want {
-		return nil, &stream.FormatError{Layer: Layer, Index: -1, Field: "length",
-			Err: fmt.Errorf("%w: a %d-bit context has %d bytes, got %d", stream.ErrLength, width*8, want, len(b))}
+		return nil, &stream.FormatError{Layer: Layer, Index: -1, Field: "length", Err: stream.ErrLength,
+			Expected: fmt.Sprintf("%s (%d-bit guest)", stream.Bytes(want), width*8), Actual: stream.Bytes(len(b))}
 	}
 	if _, err := binary.Decode(b, binary.LittleEndian, c); err != nil {
 		return nil, &stream.FormatError{Layer: Layer, Index: -1, Field: "length", Err: err}
@@ -277,13 +277,13 @@ func Encode(c Context) ([]byte, error) { return c.AppendBinary(nil) }
 // absolute offset of the record, the offset of the context in the file.
 func DecodeRecord(info *libxc.X86PVInfo, rec *libxc.VCPUContext, off int64) (Context, error) {
 	if rec.Kind != libxc.TypeX86PVVCPUBasic {
-		return nil, &stream.FormatError{Layer: Layer, Offset: off, Index: -1, Type: uint32(rec.Kind), Field: "type",
-			Err: fmt.Errorf("%w: expected %s, got %s", stream.ErrValue, libxc.TypeX86PVVCPUBasic, rec.Kind)}
+		return nil, &stream.FormatError{Layer: Layer, Offset: off, Index: -1, Type: uint32(rec.Kind), TypeName: rec.Kind.String(), Field: "type",
+			Err: stream.ErrValue, Expected: libxc.TypeX86PVVCPUBasic.String(), Actual: rec.Kind.String()}
 	}
 	c, err := Decode(rec.Context, int(info.GuestWidth))
 	if fe, ok := err.(*stream.FormatError); ok {
 		fe.Offset += off + ctxOffset
-		fe.Type = uint32(rec.Kind)
+		fe.Type, fe.TypeName = uint32(rec.Kind), rec.Kind.String()
 	}
 	return c, err
 }

@@ -175,7 +175,7 @@ func ParseConfig(b []byte) (*DomainConfig, error) {
 		case errors.As(err, &se):
 			fe.Offset = se.Offset
 		case errors.As(err, &te):
-			fe.Field = "config." + te.Field
+			fe.Field, fe.Err, fe.Expected, fe.Actual = "config."+te.Field, stream.ErrValue, te.Type.String(), "JSON "+te.Value
 		}
 		return nil, fe
 	}

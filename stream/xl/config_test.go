@@ -182,6 +182,10 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: %v (%+v)", tc.in, err, fe)
 		}
 	}
+	_, err := ParseConfig([]byte(`{"b_info": {"max_vcpus": "two"}}`))
+	if want := "xl: at offset 0, field config.b_info.max_vcpus: invalid field value: expected int, got JSON string"; err == nil || err.Error() != want {
+		t.Errorf("error text %v", err)
+	}
 	h := &Header{Config: []byte("name = 'x'\n")}
 	if _, err := h.DomainConfig(); !errors.Is(err, ErrNotJSON) {
 		t.Errorf("text config: %v", err)
