@@ -41,10 +41,26 @@ trap 'rm -rf "$W"' EXIT
 zcat /boot/xen-4.17-amd64.gz >"$CACHE/xen"
 cp "/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 
-# The domU: busybox and an init that prints a counter every second.
+# copyko MODULE DIR: the module and what it depends on, decompressed, into
+# DIR, their names appended to DIR/order.
+copyko() {
+	for ko in $(modprobe -S "$KVER" --show-depends "$1" | awk '$1=="insmod" {print $2}'); do
+		base=$(basename "$ko")
+		case "$ko" in
+		*.ko.xz) base=${base%.xz}; xz -dc "$ko" >"$2/$base" ;;
+		*.ko.zst) base=${base%.zst}; zstd -qdc "$ko" >"$2/$base" ;;
+		*) cp "$ko" "$2/$base" ;;
+		esac
+		grep -qx "$base" "$2/order" 2>/dev/null || echo "$base" >>"$2/order"
+	done
+}
+
+# The domU: busybox, xen-blkfront (for the disks blkback's lab test gives
+# it) and an init that prints a counter every second.
 U=$W/domU
-mkdir -p "$U"/{bin,proc,sys,dev}
+mkdir -p "$U"/{bin,proc,sys,dev,tmp,lib/modules}
 cp /bin/busybox "$U/bin/busybox"
+copyko xen-blkfront "$U/lib/modules"
 cp "$HERE/domU-init.sh" "$U/init"
 chmod +x "$U/init"
 (cd "$U" && find . | sort | cpio -o -H newc --quiet) | gzip -9 >"$W/domU.cpio.gz"
@@ -94,6 +110,12 @@ for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc virtio_pci 9pnet_v
 		grep -qx "$base" "$M/order" || echo "$base" >>"$M/order"
 	done
 done
+
+# Loaded by blkback's lab test only (kernel blkback would claim every vbd
+# backend directory if loaded at boot): /lib/xenlab-modules/extra.
+mkdir -p "$M/extra"
+copyko loop "$M/extra"
+copyko xen-blkback "$M/extra"
 
 cp "/boot/vmlinuz-$KVER" "$R/lab/vmlinuz"
 cp "$W/domU.cpio.gz" "$R/lab/domU.cpio.gz"
