@@ -54,28 +54,30 @@ type CreateDomain struct {
 	MiscFlags         uint32 // MiscMSRRelaxed
 }
 
-// encode writes c into the domctl union.
-func (c *CreateDomain) encode(u []byte) {
-	le.PutUint32(u[cdSSIDRef:], c.SSIDRef)
-	copy(u[cdHandle:cdHandle+16], c.Handle[:])
-	le.PutUint32(u[cdFlags:], c.Flags)
-	le.PutUint32(u[cdIOMMUOpts:], c.IOMMUOpts)
-	le.PutUint32(u[cdMaxVCPUs:], c.MaxVCPUs)
-	le.PutUint32(u[cdMaxEvtchnPort:], c.MaxEvtchnPort)
-	le.PutUint32(u[cdMaxGrantFrames:], uint32(c.MaxGrantFrames))
-	le.PutUint32(u[cdMaxMaptrackFrames:], uint32(c.MaxMaptrackFrames))
-	le.PutUint32(u[cdGrantOpts:], c.GrantOpts)
-	le.PutUint32(u[cdVMTraceSize:], c.VMTraceSize)
-	le.PutUint32(u[cdCPUPoolID:], c.CPUPoolID)
-	le.PutUint32(u[cdArch+archEmulationFlags:], c.EmulationFlags)
-	le.PutUint32(u[cdArch+archMiscFlags:], c.MiscFlags)
+// encode writes c into the domctl union in layout l (the interface
+// version's, see version.go); altp2m_opts, where l has it, stays zero.
+func (c *CreateDomain) encode(l *createDomainLayout, u []byte) {
+	le.PutUint32(u[l.ssidref:], c.SSIDRef)
+	copy(u[l.handle:l.handle+16], c.Handle[:])
+	le.PutUint32(u[l.flags:], c.Flags)
+	le.PutUint32(u[l.iommuOpts:], c.IOMMUOpts)
+	le.PutUint32(u[l.maxVCPUs:], c.MaxVCPUs)
+	le.PutUint32(u[l.maxEvtchnPort:], c.MaxEvtchnPort)
+	le.PutUint32(u[l.maxGrantFrames:], uint32(c.MaxGrantFrames))
+	le.PutUint32(u[l.maxMaptrackFrames:], uint32(c.MaxMaptrackFrames))
+	le.PutUint32(u[l.grantOpts:], c.GrantOpts)
+	le.PutUint32(u[l.vmtraceSize:], c.VMTraceSize)
+	le.PutUint32(u[l.cpupoolID:], c.CPUPoolID)
+	le.PutUint32(u[l.arch+archEmulationFlags:], c.EmulationFlags)
+	le.PutUint32(u[l.arch+archMiscFlags:], c.MiscFlags)
 }
 
 // CreateDomainOp creates a domain (XEN_DOMCTL_createdomain) and returns its
 // id. dom 0 lets Xen choose the id; another value asks for that one (EEXIST
 // when taken).
 func (x *Xen) CreateDomainOp(dom uint32, c CreateDomain) (uint32, error) {
-	id, err := x.domctlDom("createdomain", domctlCreateDomain, dom, Unsafe, c.encode, nil)
+	l := &x.layout().createDomain
+	id, err := x.domctlDom("createdomain", domctlCreateDomain, dom, Unsafe, func(u []byte) { c.encode(l, u) }, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -31,17 +31,17 @@ func (f *buildXen) Hypercall(op uint64, args [5]uint64) (uint64, error) {
 		dom := uint32(le.Uint16(m[8:]))
 		switch le.Uint32(m[0:]) {
 		case domctlCreateDomain:
-			c := &f.created
-			c.SSIDRef = le.Uint32(u[cdSSIDRef:])
-			copy(c.Handle[:], u[cdHandle:])
-			c.Flags = le.Uint32(u[cdFlags:])
-			c.MaxVCPUs = le.Uint32(u[cdMaxVCPUs:])
-			c.MaxEvtchnPort = le.Uint32(u[cdMaxEvtchnPort:])
-			c.MaxGrantFrames = int32(le.Uint32(u[cdMaxGrantFrames:]))
-			c.MaxMaptrackFrames = int32(le.Uint32(u[cdMaxMaptrackFrames:]))
-			c.GrantOpts = le.Uint32(u[cdGrantOpts:])
-			c.EmulationFlags = le.Uint32(u[cdArch+archEmulationFlags:])
-			c.MiscFlags = le.Uint32(u[cdArch+archMiscFlags:])
+			c, l := &f.created, createDomain15 // New speaks 4.17's interface
+			c.SSIDRef = le.Uint32(u[l.ssidref:])
+			copy(c.Handle[:], u[l.handle:])
+			c.Flags = le.Uint32(u[l.flags:])
+			c.MaxVCPUs = le.Uint32(u[l.maxVCPUs:])
+			c.MaxEvtchnPort = le.Uint32(u[l.maxEvtchnPort:])
+			c.MaxGrantFrames = int32(le.Uint32(u[l.maxGrantFrames:]))
+			c.MaxMaptrackFrames = int32(le.Uint32(u[l.maxMaptrackFrames:]))
+			c.GrantOpts = le.Uint32(u[l.grantOpts:])
+			c.EmulationFlags = le.Uint32(u[l.arch+archEmulationFlags:])
+			c.MiscFlags = le.Uint32(u[l.arch+archMiscFlags:])
 			if dom != 0 {
 				return 0, syscall.EEXIST
 			}

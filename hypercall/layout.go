@@ -111,23 +111,11 @@ const (
 	tscElapsedNsec   = 16
 )
 
-// struct xen_domctl_createdomain and struct xen_arch_domainconfig (x86).
+// struct xen_arch_domainconfig (x86). struct xen_domctl_createdomain
+// differs between interface versions: createDomainLayout in version.go.
 const (
-	cdSize              = 64
-	cdSSIDRef           = 0
-	cdHandle            = 4
-	cdFlags             = 20
-	cdIOMMUOpts         = 24
-	cdMaxVCPUs          = 28
-	cdMaxEvtchnPort     = 32
-	cdMaxGrantFrames    = 36
-	cdMaxMaptrackFrames = 40
-	cdGrantOpts         = 44
-	cdVMTraceSize       = 48
-	cdCPUPoolID         = 52
-	cdArch              = 56
-	archEmulationFlags  = 0
-	archMiscFlags       = 4
+	archEmulationFlags = 0
+	archMiscFlags      = 4
 )
 
 // struct xen_domctl_max_vcpus, xen_domctl_max_mem,
