@@ -65,9 +65,9 @@ var defaultInterface = Interface{Major: 4, Minor: 17, Domctl: 0x15, Sysctl: 0x15
 // field does not exist. Arch is struct xen_arch_domainconfig, whose own
 // layout (emulation_flags, misc_flags) is the same in every release.
 type createDomainLayout struct {
-	size, ssidref, handle, flags, iommuOpts, maxVCPUs, maxEvtchnPort     int
+	size, ssidref, handle, flags, iommuOpts, maxVCPUs, maxEvtchnPort      int
 	maxGrantFrames, maxMaptrackFrames, grantOpts, altp2mOpts, vmtraceSize int
-	cpupoolID, arch                                                        int
+	cpupoolID, arch                                                       int
 }
 
 // domctlLayout holds what differs between domctl interface versions. Every
