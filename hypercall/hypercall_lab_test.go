@@ -3,10 +3,8 @@
 package hypercall_test
 
 import (
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,80 +152,4 @@ func TestLabLogDirtyPVH(t *testing.T) {
 	if _, err := x.GetTSCInfo(id); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestLabCompactionStress issues hypercalls with pooled buffers while dom0
-// is made to compact memory over and over: with buffers from
-// /dev/xen/hypercall no call may fail with EFAULT.
-func TestLabCompactionStress(t *testing.T) {
-	labtest.Require(t)
-	x := openXen(t)
-	name := labtest.CreateGuest(t, labtest.GuestPVH)
-	id := domid(t, name)
-	secs := 20
-	if s, err := strconv.Atoi(os.Getenv("XENSR_STRESS_SECONDS")); err == nil && s > 0 {
-		secs = s
-	}
-	stop := time.Now().Add(time.Duration(secs) * time.Second)
-	var wg sync.WaitGroup
-	var compactions int
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for time.Now().Before(stop) {
-			if err := os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0); err != nil {
-				t.Errorf("compact_memory: %v", err)
-				return
-			}
-			compactions++
-		}
-	}()
-	errs := make(chan error, 4)
-	for g := 0; g < 3; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			bm := hypercall.NewDirtyBitmap(1 << 16)
-			for time.Now().Before(stop) {
-				var err error
-				switch g {
-				case 0:
-					_, err = x.GetDomainInfoList(0, 64)
-				case 1:
-					_, err = x.GetHVMContext(id)
-				case 2:
-					_, err = x.PeekDirty(id, bm)
-					if err != nil && strings.Contains(err.Error(), "operation not supported") {
-						err = nil // log-dirty is off: still a hypercall with a buffer
-					}
-					_, _, e2 := x.Version()
-					err = errorsJoin(err, e2)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	calls, faults := x.Stats.Calls.Load(), x.Stats.Faults.Load()
-	t.Logf("STRESS %d s: %d hypercalls, %d EFAULT, %d compactions", secs, calls, faults, compactions)
-	if faults != 0 {
-		t.Fatalf("%d EFAULTs with pinned buffers", faults)
-	}
-	if calls < 100 || compactions == 0 {
-		t.Fatalf("stress too light: %d calls, %d compactions", calls, compactions)
-	}
-}
-
-func errorsJoin(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
