@@ -307,13 +307,14 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		}
 		if pd, ok := it.Libxc.(*libxc.PageData); ok {
 			head := len(raw) - len(pd.Data)
-			if list := 8 * len(pd.Entries); head == 16+list {
-				// Record and body headers, then the PFN list delta-coded.
-				p.literal(raw[:16])
-				p.words(raw[16:head])
-			} else {
-				p.literal(raw[:head])
+			if list := 8 * len(pd.Entries); head != 16+list {
+				// Unpack takes the PFN list as the licence for the pages
+				// after it; a layout the walker should not have passed.
+				return formatErr(it.Offset, fmt.Sprintf("PAGE_DATA of %d entries: %d header bytes, want %d", len(pd.Entries), head, 16+list), ErrCorrupt)
 			}
+			// Record and body headers, then the PFN list delta-coded.
+			p.literal(raw[:16])
+			p.words(raw[16:head])
 			p.pageData(it.Round, pd)
 		} else {
 			p.literal(raw)
@@ -333,29 +334,49 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 	return nil
 }
 
+// literal adds bytes to the skeleton as literal ops. A long run of bytes
+// (a record of up to the record cap, 128 MiB) is cut into ops that each
+// end a skeleton block of at most skelFlush bytes plus one op, so no block
+// comes near MaxBlock, whatever a valid stream holds.
 func (p *packer) literal(b []byte) {
 	if len(b) == 0 {
 		return
 	}
 	p.endRun()
 	p.st.SkeletonBytes += int64(len(b))
-	p.op(opLiteral, uint32(len(b)))
-	p.skel = append(p.skel, b...)
-	if len(p.skel) >= skelFlush {
-		p.flushSkeleton()
+	for len(b) > 0 {
+		k := min(len(b), p.room())
+		p.op(opLiteral, uint32(k))
+		p.skel = append(p.skel, b[:k]...)
+		b = b[k:]
+		if len(p.skel) >= skelFlush {
+			p.flushSkeleton()
+		}
 	}
 }
 
+// room returns how many bytes the skeleton block takes before it is full
+// (at least 4096, so that every op makes progress).
+func (p *packer) room() int { return max(skelFlush-len(p.skel), pageSize) }
+
 // words adds the 64-bit words of b (a PAGE_DATA PFN list) to the skeleton,
 // each as its difference from the word before: ascending PFNs of one type
-// become one repeated value.
+// become one repeated value. A long list is cut like a long literal; each
+// op's first word is stored as it is.
 func (p *packer) words(b []byte) {
 	p.endRun()
 	p.st.SkeletonBytes += int64(len(b))
-	p.op(opWords, uint32(len(b)/8))
-	start := len(p.skel)
-	p.skel = append(p.skel, b...)
-	applyXform(xformTable, p.skel[start:], p.skel[start:], 0)
+	for len(b) > 0 {
+		k := min(len(b), p.room()&^7)
+		p.op(opWords, uint32(k/8))
+		start := len(p.skel)
+		p.skel = append(p.skel, b[:k]...)
+		applyXform(xformTable, p.skel[start:], p.skel[start:], 0)
+		b = b[k:]
+		if len(p.skel) >= skelFlush {
+			p.flushSkeleton()
+		}
+	}
 }
 
 func (p *packer) op(code byte, n uint32) {
@@ -393,7 +414,7 @@ func (p *packer) pageData(round int, pd *libxc.PageData) {
 		}
 		p.occurrence(round, pfn, id)
 		p.addRun(kind, id)
-		if len(p.xforms) == pagesPerP {
+		if len(p.xforms) == pagesPerP || len(p.skel)+len(p.runIDs) >= skelFlush {
 			// The skeleton follows every full page block, so a reference
 			// is expanded at most one block after it was made: that
 			// bounds what Unpack keeps (see pageStore).

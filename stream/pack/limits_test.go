@@ -1,0 +1,101 @@
+package pack
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxc"
+)
+
+// bigImage returns a bare HVM libxc stream holding rec between the static
+// records and END.
+func bigImage(t *testing.T, rec libxc.Record) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := newHVMWriter(&b)
+	if err := w.WriteRecord(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteRecord(&libxc.HVMContext{Data: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestLargeRecords packs records whose bodies lie just under, at and just
+// past each size limit a skeleton meets (the skeleton flush, the largest
+// block, the record cap): everything a valid stream can hold round-trips,
+// and a record past the record cap makes Pack fail (never a file that
+// Unpack refuses).
+func TestLargeRecords(t *testing.T) {
+	const capSize = stream.DefaultMaxRecordSize
+	// The records just under and at the cap take a minute each here (most
+	// of it in the framing reader), so they run with XENSR_PACK_CAP=1;
+	// past the cap is cheap (refused on its header).
+	sizes := []int{skelFlush - 8, skelFlush, skelFlush + 8, MaxBlock - 8, MaxBlock, MaxBlock + 8, capSize + 8}
+	if os.Getenv("XENSR_PACK_CAP") == "1" {
+		sizes = append(sizes, capSize-8, capSize)
+	}
+	if testing.Short() {
+		sizes = sizes[:3]
+	}
+	for _, n := range sizes {
+		for _, kind := range []string{"HVM_CONTEXT", "PAGE_DATA"} {
+			t.Run(fmt.Sprintf("%s-%d", kind, n), func(t *testing.T) {
+				var rec libxc.Record
+				if kind == "HVM_CONTEXT" {
+					data := make([]byte, n)
+					for i := 0; i < n; i += 4093 {
+						data[i] = byte(i) // not all zero, still cheap to compress
+					}
+					rec = &libxc.HVMContext{Data: data}
+				} else {
+					// A PFN list of no-data entries: count u32, reserved u32,
+					// then 8 bytes an entry; body = 8 + 8*count.
+					pd := &libxc.PageData{Entries: make([]uint64, (n-8)/8)}
+					for i := range pd.Entries {
+						pd.Entries[i] = libxc.PFNEntry(uint64(i), libxc.PageXTab)
+					}
+					rec = pd
+				}
+				img := bigImage(t, rec)
+				var packed bytes.Buffer
+				_, perr := Pack(&packed, bytes.NewReader(img), Options{})
+				if n > capSize {
+					if !errors.Is(perr, stream.ErrTooLarge) {
+						t.Fatalf("record of %d bytes past the cap: Pack returned %v, want ErrTooLarge", n, perr)
+					}
+					return
+				}
+				if perr != nil {
+					t.Fatalf("Pack: %v", perr)
+				}
+				var out bytes.Buffer
+				if err := Unpack(&out, bytes.NewReader(packed.Bytes())); err != nil {
+					t.Fatalf("Pack succeeded but Unpack fails: %v", err)
+				}
+				if !bytes.Equal(out.Bytes(), img) {
+					t.Fatalf("round trip differs: %d bytes, want %d", out.Len(), len(img))
+				}
+				f, err := Open(bytes.NewReader(packed.Bytes()), int64(packed.Len()))
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				var np bytes.Buffer
+				if err := f.NonPage(&np); err != nil {
+					t.Fatalf("NonPage: %v", err)
+				}
+				if np.Len() != len(img) { // no page has data
+					t.Fatalf("NonPage wrote %d bytes, want %d", np.Len(), len(img))
+				}
+			})
+		}
+	}
+}
