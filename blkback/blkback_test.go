@@ -66,24 +66,7 @@ func TestReadWrite(t *testing.T) {
 func TestHostileRing(t *testing.T) {
 	rg := newRig(t)
 	good, _ := rg.g.share()
-	full := blkif.Segment{Gref: good, LastSect: 7}
-	bad := []struct {
-		r      blkif.Request
-		status int16
-	}{
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 12, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 255, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpRead, NrSegments: 0}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: 2, LastSect: 7}}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: 0x7fffffff, LastSect: 7}}}, blkif.StatusError}, // not granted
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 2, Seg: [11]blkif.Segment{full, {Gref: 4000, LastSect: 7}}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpRead, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: good, FirstSect: 7, LastSect: 3}}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Sector: diskSectors - 7, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Sector: ^uint64(0) - 1, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
-		{blkif.Request{Operation: blkif.OpDiscard, NrSegments: 1}, blkif.StatusNotSupported},
-		{blkif.Request{Operation: blkif.OpIndirect, NrSegments: 1}, blkif.StatusNotSupported},
-		{blkif.Request{Operation: 0xff, NrSegments: 0xff}, blkif.StatusNotSupported},
-	}
+	bad := hostileRequests(good)
 	var reqs []blkif.Request
 	for i, b := range bad {
 		b.r.ID = ^uint64(i) // ids the backend cannot have made up
@@ -109,7 +92,7 @@ func TestHostileRing(t *testing.T) {
 	}
 	// A wild req_prod: at most one ring's worth is taken, all answered.
 	rg.f.r.SetReqProd(rg.f.r.ReqProdPvt + 1000)
-	rg.f.ev.toBack <- struct{}{}
+	rg.f.kick()
 	time.Sleep(100 * time.Millisecond)
 	rg.f.r.SetReqProd(rg.f.r.ReqProdPvt)
 	rg.f.r.RspCons = rg.b.srv.back.RspProdPvt
@@ -151,7 +134,7 @@ func TestPauseQuiesce(t *testing.T) {
 	blkif.EncodeRequest(rg.f.r.Request(), &r) // the ring page is the guest's; it can still write it
 	rg.f.r.CommitRequest()
 	rg.f.r.PushRequests()
-	rg.f.ev.toBack <- struct{}{}
+	rg.f.kick()
 	time.Sleep(100 * time.Millisecond)
 	if rg.f.r.Unconsumed() != 0 || rg.b.Stats().Requests != 1 {
 		t.Fatal("a request was answered while quiesced")

@@ -143,13 +143,14 @@ func (e *fakeEvents) Unmask(...evtchn.Port) error { return nil }
 
 // frontend is a Go blkfront for tests.
 type frontend struct {
-	t     testing.TB
-	g     *fakeGuest
-	ev    *fakeEvents
-	r     *ring.Front
-	buf   []byte
-	id    uint64
-	delay bool // do not wait for answers (hostile or paused tests)
+	t        testing.TB
+	share    func() (grant.Ref, []byte) // grants a fresh page to the backend
+	kick     func()                     // notifies the backend
+	fromBack <-chan struct{}            // the backend's notifications
+	port     evtchn.Port                // the frontend's unbound port
+	r        *ring.Front
+	buf      []byte
+	id       uint64
 }
 
 // testRig is a backend serving a file to a fake guest through the
@@ -202,7 +203,12 @@ func newRig(t *testing.T) *testRig {
 			t.Error("backend did not stop")
 		}
 	})
-	rg.f = &frontend{t: t, g: rg.g, ev: ev}
+	rg.f = &frontend{t: t, share: rg.g.share, fromBack: ev.toFront, port: frontPort, kick: func() {
+		select {
+		case ev.toBack <- struct{}{}:
+		default:
+		}
+	}}
 	rg.f.connect(c, rg.dev)
 	return rg
 }
@@ -215,14 +221,14 @@ func (f *frontend) connect(c *xenstore.Client, d xenbus.Device) {
 	if _, err := xenbus.WaitState(ctx, c, d.BackendPath(), func(s xenbus.State) bool { return s == xenbus.StateInitWait }); err != nil {
 		f.t.Fatal(err)
 	}
-	ref, page := f.g.share()
+	ref, page := f.share()
 	r, err := ring.NewFront(page, blkif.EntrySize)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.r = r
 	fp := d.FrontendPath()
-	for k, v := range map[string]string{"ring-ref": fmt.Sprint(ref), "event-channel": fmt.Sprint(frontPort), "protocol": protocolNative} {
+	for k, v := range map[string]string{"ring-ref": fmt.Sprint(ref), "event-channel": fmt.Sprint(f.port), "protocol": protocolNative} {
 		if err := c.Write(ctx, fp+"/"+k, []byte(v)); err != nil {
 			f.t.Fatal(err)
 		}
@@ -246,10 +252,7 @@ func (f *frontend) push(reqs ...blkif.Request) {
 		f.r.CommitRequest()
 	}
 	if f.r.PushRequests() {
-		select {
-		case f.ev.toBack <- struct{}{}:
-		default:
-		}
+		f.kick()
 	}
 }
 
@@ -267,7 +270,7 @@ func (f *frontend) responses(n int, timeout time.Duration) []blkif.Response {
 			continue
 		}
 		select {
-		case <-f.ev.toFront:
+		case <-f.fromBack:
 		case <-deadline:
 			f.t.Fatalf("%d of %d responses after %v", len(out), n, timeout)
 		}
@@ -282,7 +285,7 @@ func (f *frontend) io(op uint8, sector uint64, data []byte) int16 {
 	r := blkif.Request{Operation: op, Sector: sector}
 	var pages [][]byte
 	for off := 0; off < len(data); off += blkif.PageSize {
-		ref, p := f.g.share()
+		ref, p := f.share()
 		if op == blkif.OpWrite {
 			copy(p, data[off:])
 		}
@@ -303,4 +306,32 @@ func (f *frontend) io(op uint8, sector uint64, data []byte) int16 {
 		}
 	}
 	return rsp.Status
+}
+
+// A hostile request and the status it must get.
+type hostile struct {
+	r      blkif.Request
+	status int16
+}
+
+// hostileRequests is the garbage a frontend may put on the ring (good is a
+// granted page): bad segment counts, reserved and ungranted grant
+// references, sector bounds outside the page or the disk, operations not
+// offered.
+func hostileRequests(good grant.Ref) []hostile {
+	full := blkif.Segment{Gref: good, LastSect: 7}
+	return []hostile{
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 12, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 255, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpRead, NrSegments: 0}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: 2, LastSect: 7}}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: 0x7fffffff, LastSect: 7}}}, blkif.StatusError}, // not granted
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 2, Seg: [11]blkif.Segment{full, {Gref: 4000, LastSect: 7}}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpRead, NrSegments: 1, Seg: [11]blkif.Segment{{Gref: good, FirstSect: 7, LastSect: 3}}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Sector: diskSectors - 7, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpWrite, NrSegments: 1, Sector: ^uint64(0) - 1, Seg: [11]blkif.Segment{full}}, blkif.StatusError},
+		{blkif.Request{Operation: blkif.OpDiscard, NrSegments: 1}, blkif.StatusNotSupported},
+		{blkif.Request{Operation: blkif.OpIndirect, NrSegments: 1}, blkif.StatusNotSupported},
+		{blkif.Request{Operation: 0xff, NrSegments: 0xff}, blkif.StatusNotSupported},
+	}
 }
