@@ -32,6 +32,9 @@ import (
 	"github.com/xensr/xensr/stream/libxl"
 )
 
+// stdin is the input for the name "-"; tests replace it.
+var stdin io.Reader = os.Stdin
+
 type config struct {
 	verbose, json, verify bool
 	checkpointed          bool
@@ -66,7 +69,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "xsrdump:", err)
 		return 2
 	}
-	var in io.Reader = os.Stdin
+	in := stdin
 	if name != "-" {
 		fd, err := os.Open(name)
 		if err != nil {
@@ -125,9 +128,9 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		}
 	}
 	sum := w.Summary()
-	// Drain what the walker did not read (after an error), so the input
-	// hash covers the whole input.
-	io.Copy(io.Discard, src)
+	// After an error nothing more is read: the input may be endless, and
+	// the error is what the user waits for. (The walker read a valid input
+	// to its end, so the hashes compare whole inputs.)
 
 	identical := false
 	if enc != nil {
@@ -185,8 +188,11 @@ type errorJSON struct {
 	Layer   string `json:"layer,omitempty"`
 	Offset  int64  `json:"offset"`
 	Index   int    `json:"index"`
-	Type    uint32 `json:"type"`
-	Field   string `json:"field,omitempty"`
+	Type     uint32 `json:"type"`
+	TypeName string `json:"type_name,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Expected string `json:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty"`
 }
 
 func toErrorJSON(err error) *errorJSON {
@@ -194,6 +200,7 @@ func toErrorJSON(err error) *errorJSON {
 	var fe *stream.FormatError
 	if errors.As(err, &fe) {
 		e.Layer, e.Offset, e.Index, e.Type, e.Field = fe.Layer, fe.Offset, fe.Index, fe.Type, fe.Field
+		e.TypeName, e.Expected, e.Actual = fe.TypeName, fe.Expected, fe.Actual
 	}
 	return e
 }

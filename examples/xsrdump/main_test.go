@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -103,5 +104,64 @@ func TestCheckpointed(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "checkpoints 2") {
 		t.Errorf("output lacks the two checkpoints:\n%s", stdout.String())
+	}
+}
+
+// endless is an input that never ends (like /dev/zero) and counts what was read.
+type endless struct {
+	prefix []byte
+	n      int64
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	k := 0
+	if e.n < int64(len(e.prefix)) {
+		k = copy(p, e.prefix[e.n:])
+	} else {
+		clear(p)
+		k = len(p)
+	}
+	e.n += int64(k)
+	return k, nil
+}
+
+// xsrdump -verify - </dev/zero must fail at once, not read forever (issue 14
+// item 4), for garbage and for a valid image followed by endless bytes, in
+// every mode.
+func TestErrorStopsReading(t *testing.T) {
+	valid, err := os.ReadFile(fixtureFile(t, "guest3-pvh.xl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		prefix []byte
+		c      config
+	}{
+		{"zeros verify", nil, config{verify: true, format: "auto"}},
+		{"zeros relaxed", nil, config{format: "auto"}},
+		{"zeros as libxc", nil, config{verify: true, format: "libxc"}},
+		{"zeros rewrite", nil, config{verify: true, format: "auto", rewrite: filepath.Join(t.TempDir(), "out")}},
+		{"valid image then zeros", valid, config{verify: true, format: "auto"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &endless{prefix: tc.prefix}
+			stdin = in
+			defer func() { stdin = os.Stdin }()
+			var stdout, stderr bytes.Buffer
+			done := make(chan int, 1)
+			go func() { done <- run(tc.c, "-", &stdout, &stderr) }()
+			select {
+			case rc := <-done:
+				if rc != 1 || !strings.Contains(stderr.String(), "invalid stream") {
+					t.Fatalf("rc %d, stderr %q", rc, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("still reading after 20 s (%d bytes)", in.n)
+			}
+			if lim := int64(len(tc.prefix)) + 4<<20; in.n > lim {
+				t.Errorf("read %d bytes, want at most %d", in.n, lim)
+			}
+		})
 	}
 }

@@ -403,6 +403,12 @@ func (w *Walker) libxcRecord() (*Item, error) {
 	return it, nil
 }
 
+// mayBeTrailer reports whether the total trailing bytes read so far, of
+// which w.tbuf holds the first ones, can still be the xl migration trailer.
+func (w *Walker) mayBeTrailer(total int64) bool {
+	return w.outer == FormatXL && total <= int64(len(XLMigrationTrailer)) && string(w.tbuf) == XLMigrationTrailer[:len(w.tbuf)]
+}
+
 func (w *Walker) trailer() (*Item, error) {
 	if w.tbuf == nil {
 		w.tbuf = make([]byte, 0, 4096)
@@ -423,6 +429,13 @@ func (w *Walker) trailer() (*Item, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		// Strictly, only the xl migration trailer may follow: stop at
+		// the first byte that cannot be part of it, so an endless input
+		// fails at once.
+		if !w.opt.Relaxed && !w.mayBeTrailer(total) {
+			return nil, &stream.FormatError{Layer: w.outer.String(), Offset: w.off, Index: -1, Field: "trailer", Err: ErrTrailing,
+				Expected: fmt.Sprintf("end of input or the %d-byte xl migration trailer", len(XLMigrationTrailer)), Actual: fmt.Sprintf("at least %d bytes", total)}
 		}
 	}
 	w.st = stDone

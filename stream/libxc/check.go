@@ -2,9 +2,14 @@ package libxc
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/xensr/xensr/stream"
 )
+
+// MaxPVVCPUs is the most vCPUs Xen 4.17 gives a PV domain (MAX_VIRT_CPUS on
+// x86): without a configured count, vCPU ids must be below it.
+const MaxPVVCPUs = 8192
 
 // checker holds the cross-record state of strict validation: the rules of
 // verify-stream-v2 and of Xen's C restore (xg_sr_restore*.c).
@@ -16,9 +21,31 @@ type checker struct {
 	width      uint8
 	maxPFN     int64 // highest PFN the P2M frames cover; -1 before any
 	vcpu0Basic bool
+	hvmContext bool // an HVM_CONTEXT was read
+	vcpus      int  // vCPU ids must be below this
+
+	// The PV P2M frame list: frames[i] is the PFN holding P2M frame i, as
+	// the X86_PV_P2M_FRAMES records set it. framePFNs is its sorted set
+	// of distinct PFNs and frameState the page type last sent for each in
+	// PAGE_DATA after the record that named it (frameUnsent before any).
+	frames     []uint64
+	framePFNs  []uint64
+	frameState []uint8
 }
 
-func fieldErr(field string, err error) error { return &bodyError{field, err} }
+// frameState values.
+const (
+	frameUnsent uint8 = iota
+	frameNormal
+	frameOther
+)
+
+func fieldErr(field string, err error) error { return &bodyError{field: field, err: err} }
+
+// wantErr is fieldErr with expected versus actual.
+func wantErr(field string, err error, want, got string) error {
+	return &bodyError{field: field, err: err, want: want, got: got}
+}
 
 func pvOnly(t RecordType) bool {
 	switch t {
@@ -80,7 +107,11 @@ func (c *checker) record(r *Reader, rec Record) error {
 		}
 		fpp := uint32(PageSize) / uint32(c.width)
 		if want := int(rec.EndPFN/fpp + 1 - rec.StartPFN/fpp); len(rec.Frames) != want {
-			return fieldErr("p2m_pfn", fmt.Errorf("%w: %d frames for pfns %#x-%#x, want %d", stream.ErrLength, len(rec.Frames), rec.StartPFN, rec.EndPFN, want))
+			return wantErr("p2m_pfn", fmt.Errorf("%w: frames for pfns %#x-%#x", stream.ErrLength, rec.StartPFN, rec.EndPFN),
+				fmt.Sprintf("%d frames", want), fmt.Sprintf("%d", len(rec.Frames)))
+		}
+		if err := c.p2mFrames(rec, fpp); err != nil {
+			return err
 		}
 		c.maxPFN = max(c.maxPFN, int64(rec.EndPFN))
 	case *SharedInfo:
@@ -110,12 +141,98 @@ func (c *checker) record(r *Reader, rec Record) error {
 			return fieldErr("type", fmt.Errorf("%w: CHECKPOINT in a stream not declared checkpointed", stream.ErrOrder))
 		}
 	case *CheckpointDirtyPFNList:
-		if !r.Checkpointed {
-			return fieldErr("type", fmt.Errorf("%w: CHECKPOINT_DIRTY_PFN_LIST in a stream not declared checkpointed", stream.ErrOrder))
-		}
+		// Only the COLO secondary sends it, on the back channel; Xen's
+		// restore has no handler ("mandatory record not handled").
+		return fieldErr("type", fmt.Errorf("%w: CHECKPOINT_DIRTY_PFN_LIST belongs to COLO's back channel; a restore refuses it", stream.ErrUnknownType))
+	case *Toolstack:
+		// Deprecated; Xen 4.17's restore has no handler for it.
+		return fieldErr("type", fmt.Errorf("%w: TOOLSTACK is not handled by Xen 4.17's restore", stream.ErrUnknownType))
+	case *HVMContext:
+		c.hvmContext = true
 	case *End:
-		if c.dom == DomainX86PV && !c.vcpu0Basic {
-			return fieldErr("type", fmt.Errorf("%w: END before vCPU 0's X86_PV_VCPU_BASIC", stream.ErrOrder))
+		switch c.dom {
+		case DomainX86PV:
+			if !c.vcpu0Basic {
+				return fieldErr("type", fmt.Errorf("%w: END before vCPU 0's X86_PV_VCPU_BASIC", stream.ErrOrder))
+			}
+			return c.p2mComplete()
+		case DomainX86HVM:
+			if !c.hvmContext {
+				return wantErr("type", fmt.Errorf("%w: END of an HVM stream without HVM_CONTEXT", stream.ErrOrder), "an HVM_CONTEXT record before END", "none")
+			}
+		}
+	}
+	return nil
+}
+
+// p2mFrames records an X86_PV_P2M_FRAMES record in the frame list. Xen
+// accepts frame records in any order as long as the list is whole at END;
+// this checker is stricter on purpose: a record may not leave a gap after
+// the frames already covered (Xen writes one record from frame 0), which
+// keeps the frame list as large as the frame records read and no larger.
+func (c *checker) p2mFrames(rec *X86PVP2MFrames, fpp uint32) error {
+	first := int(rec.StartPFN / fpp)
+	if first > len(c.frames) {
+		return wantErr("p2m_start_pfn", fmt.Errorf("%w: frames %d-%d left uncovered", stream.ErrOrder, len(c.frames), first-1),
+			fmt.Sprintf("a start PFN at most %#x", uint64(len(c.frames))*uint64(fpp)), fmt.Sprintf("%#x", rec.StartPFN))
+	}
+	if end := first + len(rec.Frames); end > len(c.frames) {
+		c.frames = slices.Grow(c.frames, end-len(c.frames))[:end]
+	}
+	copy(c.frames[first:], rec.Frames)
+	// The set of frame PFNs: states of PFNs named before carry over.
+	pfns := slices.Clone(c.frames)
+	slices.Sort(pfns)
+	pfns = slices.Compact(pfns)
+	states := make([]uint8, len(pfns))
+	for i, p := range pfns {
+		if j, ok := slices.BinarySearch(c.framePFNs, p); ok {
+			states[i] = c.frameState[j]
+		}
+	}
+	c.framePFNs, c.frameState = pfns, states
+	return nil
+}
+
+// notePage tracks the type last sent for a PFN that holds a P2M frame.
+func (c *checker) notePage(pfn uint64, t PageType) {
+	if len(c.framePFNs) == 0 {
+		return
+	}
+	if j, ok := slices.BinarySearch(c.framePFNs, pfn); ok {
+		if t == PageNormal {
+			c.frameState[j] = frameNormal
+		} else {
+			c.frameState[j] = frameOther
+		}
+	}
+}
+
+// p2mComplete checks the P2M frame list at END as Xen's restore does when
+// it rewrites the guest's P2M: every frame up to max_pfn is named, by a PFN
+// at most max_pfn that was sent as a normal page.
+func (c *checker) p2mComplete() error {
+	if c.maxPFN < 0 {
+		return wantErr("type", fmt.Errorf("%w: END of a PV stream without X86_PV_P2M_FRAMES", stream.ErrOrder), "an X86_PV_P2M_FRAMES record", "none")
+	}
+	fpp := int64(PageSize) / int64(c.width)
+	if want := c.maxPFN/fpp + 1; int64(len(c.frames)) < want {
+		return wantErr("p2m_frames", fmt.Errorf("%w: P2M frame list incomplete", stream.ErrOrder),
+			fmt.Sprintf("%d frames for max pfn %#x", want, c.maxPFN), fmt.Sprintf("%d", len(c.frames)))
+	}
+	for i, pfn := range c.frames {
+		if int64(pfn) > c.maxPFN || pfn > PFNMask {
+			return wantErr(fmt.Sprintf("p2m_pfn[%d]", i), fmt.Errorf("%w: P2M frame pfn beyond max pfn", stream.ErrValue),
+				fmt.Sprintf("at most %#x", c.maxPFN), fmt.Sprintf("%#x", pfn))
+		}
+		j, _ := slices.BinarySearch(c.framePFNs, pfn)
+		switch c.frameState[j] {
+		case frameUnsent:
+			return wantErr(fmt.Sprintf("p2m_pfn[%d]", i), fmt.Errorf("%w: P2M frame pfn %#x never sent in PAGE_DATA after the frame list", stream.ErrValue, pfn),
+				"a normal page", "not sent")
+		case frameOther:
+			return wantErr(fmt.Sprintf("p2m_pfn[%d]", i), fmt.Errorf("%w: P2M frame pfn %#x is not a normal page", stream.ErrValue, pfn),
+				"a normal page", "another page type")
 		}
 	}
 	return nil
@@ -143,10 +260,16 @@ func (c *checker) pageData(p *PageData) error {
 			return fieldErr(fmt.Sprintf("pfn[%d]", i), stream.ErrReserved)
 		}
 		if t := PageType(e >> pageTypeShift); !t.Valid() {
-			return fieldErr(fmt.Sprintf("pfn[%d]", i), fmt.Errorf("%w: page type %#x", stream.ErrValue, uint8(t)))
+			return wantErr(fmt.Sprintf("pfn[%d]", i), fmt.Errorf("%w: reserved page type", stream.ErrValue), "a page type other than 5-8", fmt.Sprintf("%#x", uint8(t)))
 		}
 		if c.dom == DomainX86PV && int64(e&PFNMask) > c.maxPFN {
-			return fieldErr(fmt.Sprintf("pfn[%d]", i), fmt.Errorf("%w: pfn %#x beyond the P2M's max pfn %#x", stream.ErrValue, e&PFNMask, c.maxPFN))
+			return wantErr(fmt.Sprintf("pfn[%d]", i), fmt.Errorf("%w: pfn beyond the P2M's max pfn", stream.ErrValue),
+				fmt.Sprintf("at most %#x", c.maxPFN), fmt.Sprintf("%#x", e&PFNMask))
+		}
+	}
+	if c.dom == DomainX86PV {
+		for _, e := range p.Entries {
+			c.notePage(e&PFNMask, PageType(e>>pageTypeShift))
 		}
 	}
 	return nil
@@ -160,8 +283,12 @@ func (c *checker) vcpu(v *VCPUContext) error {
 		return fieldErr("reserved", stream.ErrReserved)
 	}
 	n := len(v.Context)
-	if n == 0 { // tolerated by Xen: older senders wrote empty records
+	if n == 0 { // tolerated by Xen, whatever the id: older senders wrote empty records
 		return nil
+	}
+	if max := c.vcpus; uint64(v.VCPU) >= uint64(max) {
+		return wantErr("vcpu_id", fmt.Errorf("%w: vCPU id beyond the domain's vCPUs", stream.ErrValue),
+			fmt.Sprintf("below %d", max), fmt.Sprintf("%d", v.VCPU))
 	}
 	switch v.Kind {
 	case TypeX86PVVCPUBasic:
@@ -170,22 +297,22 @@ func (c *checker) vcpu(v *VCPUContext) error {
 			want = VCPUBasicSize32
 		}
 		if n != want {
-			return fieldErr("context", fmt.Errorf("%w: %d bytes, want %d for a %d-byte guest", stream.ErrLength, n, want, c.width))
+			return wantErr("context", fmt.Errorf("%w: context of a %d-byte guest", stream.ErrLength, c.width), stream.Bytes(want), stream.Bytes(n))
 		}
 		if v.VCPU == 0 {
 			c.vcpu0Basic = true
 		}
 	case TypeX86PVVCPUExtended:
 		if n > VCPUExtendedMax {
-			return fieldErr("context", fmt.Errorf("%w: %d bytes, max %d", stream.ErrLength, n, VCPUExtendedMax))
+			return wantErr("context", stream.ErrLength, "at most "+stream.Bytes(VCPUExtendedMax), stream.Bytes(n))
 		}
 	case TypeX86PVVCPUXSave:
 		if n < VCPUXSaveMin {
-			return fieldErr("context", fmt.Errorf("%w: %d bytes, min %d", stream.ErrLength, n, VCPUXSaveMin))
+			return wantErr("context", stream.ErrLength, "at least "+stream.Bytes(VCPUXSaveMin), stream.Bytes(n))
 		}
 	case TypeX86PVVCPUMSRs:
 		if n%vcpuMSRSize != 0 {
-			return fieldErr("context", fmt.Errorf("%w: %d bytes, not a multiple of %d", stream.ErrLength, n, vcpuMSRSize))
+			return wantErr("context", stream.ErrLength, fmt.Sprintf("a multiple of %d bytes", vcpuMSRSize), stream.Bytes(n))
 		}
 	}
 	return nil

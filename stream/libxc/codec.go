@@ -1,12 +1,20 @@
 package libxc
 
-import "github.com/xensr/xensr/stream"
+import (
+	"fmt"
 
-func lengthErr(field string) error { return &bodyError{field, stream.ErrLength} }
+	"github.com/xensr/xensr/stream"
+)
+
+// lengthErr reports a body whose length is wrong: want says what the type
+// requires, got is the body's length.
+func lengthErr(field, want string, got int) error {
+	return &bodyError{field: field, err: stream.ErrLength, want: want, got: stream.Bytes(got)}
+}
 
 func emptyDecode(body []byte) error {
 	if len(body) != 0 {
-		return lengthErr("body_length")
+		return lengthErr("body_length", "0 bytes", len(body))
 	}
 	return nil
 }
@@ -34,17 +42,25 @@ func (p *PageData) appendBody(b []byte) []byte { return append(p.appendHeader(b)
 
 func (p *PageData) decode(body []byte) error {
 	if len(body) < 8 {
-		return lengthErr("count")
+		return lengthErr("count", "at least 8 bytes", len(body))
 	}
 	count := le.Uint32(body)
 	p.Reserved = le.Uint32(body[4:])
 	if uint64(count)*8 > uint64(len(body)-8) {
-		return lengthErr("pfn")
+		return lengthErr("pfn", fmt.Sprintf("at least %d bytes for %d PFN entries", 8+uint64(count)*8, count), len(body))
 	}
 	p.Entries = decodeU64s(p.Entries, body[8:8+int(count)*8])
 	p.Data = body[8+int(count)*8:]
-	if len(p.Data)%PageSize != 0 || len(p.Data)/PageSize != p.DataPages() {
-		return lengthErr("page_data")
+	if n := p.DataPages(); len(p.Data) != n*PageSize {
+		// A reserved page type (which has no data) is the likelier
+		// fault than the length: name its entry.
+		for i, e := range p.Entries {
+			if t := PageType(e >> pageTypeShift); !t.Valid() {
+				return &bodyError{field: fmt.Sprintf("pfn[%d]", i), err: fmt.Errorf("%w: reserved page type %#x", stream.ErrValue, uint8(t)),
+					want: "a page type other than 5-8", got: fmt.Sprintf("%#x", uint8(t))}
+			}
+		}
+		return lengthErr("page_data", fmt.Sprintf("%d bytes for %d entries with %d pages of data", 8+8*len(p.Entries)+n*PageSize, len(p.Entries), n), len(body))
 	}
 	return nil
 }
@@ -69,7 +85,7 @@ func (x *X86PVInfo) appendBody(b []byte) []byte {
 
 func (x *X86PVInfo) decode(body []byte) error {
 	if len(body) != pvInfoSize {
-		return lengthErr("body_length")
+		return lengthErr("body_length", stream.Bytes(pvInfoSize), len(body))
 	}
 	x.GuestWidth, x.PTLevels = body[0], body[1]
 	x.Reserved1, x.Reserved2 = le.Uint16(body[2:]), le.Uint32(body[4:])
@@ -87,7 +103,7 @@ func (x *X86PVP2MFrames) appendBody(b []byte) []byte {
 
 func (x *X86PVP2MFrames) decode(body []byte) error {
 	if len(body) < 8 || len(body)%8 != 0 {
-		return lengthErr("body_length")
+		return lengthErr("body_length", "8 bytes and a multiple of 8 bytes", len(body))
 	}
 	x.StartPFN, x.EndPFN = le.Uint32(body), le.Uint32(body[4:])
 	x.Frames = decodeU64s(x.Frames, body[8:])
@@ -102,7 +118,7 @@ func (v *VCPUContext) appendBody(b []byte) []byte {
 
 func (v *VCPUContext) decode(body []byte) error {
 	if len(body) < 8 {
-		return lengthErr("vcpu_id")
+		return lengthErr("vcpu_id", "at least 8 bytes", len(body))
 	}
 	v.VCPU, v.Reserved, v.Context = le.Uint32(body), le.Uint32(body[4:]), body[8:]
 	return nil
@@ -111,7 +127,7 @@ func (v *VCPUContext) decode(body []byte) error {
 func (s *SharedInfo) appendBody(b []byte) []byte { return append(b, s.Data...) }
 func (s *SharedInfo) decode(body []byte) error {
 	if len(body) != PageSize {
-		return lengthErr("shared_info")
+		return lengthErr("shared_info", stream.Bytes(PageSize), len(body))
 	}
 	s.Data = body
 	return nil
@@ -127,7 +143,7 @@ func (t *X86TSCInfo) appendBody(b []byte) []byte {
 
 func (t *X86TSCInfo) decode(body []byte) error {
 	if len(body) != tscInfoSize {
-		return lengthErr("body_length")
+		return lengthErr("body_length", stream.Bytes(tscInfoSize), len(body))
 	}
 	t.Mode, t.KHz, t.Nsec = le.Uint32(body), le.Uint32(body[4:]), le.Uint64(body[8:])
 	t.Incarnation, t.Reserved = le.Uint32(body[16:]), le.Uint32(body[20:])
@@ -137,7 +153,7 @@ func (t *X86TSCInfo) decode(body []byte) error {
 func (h *HVMContext) appendBody(b []byte) []byte { return append(b, h.Data...) }
 func (h *HVMContext) decode(body []byte) error {
 	if len(body) == 0 {
-		return lengthErr("hvm_ctx")
+		return lengthErr("hvm_ctx", "at least 1 byte", 0)
 	}
 	h.Data = body
 	return nil
@@ -155,12 +171,12 @@ func (h *HVMParams) appendBody(b []byte) []byte {
 
 func (h *HVMParams) decode(body []byte) error {
 	if len(body) < 8 {
-		return lengthErr("count")
+		return lengthErr("count", "at least 8 bytes", len(body))
 	}
 	count := le.Uint32(body)
 	h.Reserved = le.Uint32(body[4:])
 	if uint64(len(body)-8) != uint64(count)*hvmParamSize {
-		return lengthErr("param")
+		return lengthErr("param", fmt.Sprintf("%d bytes for %d parameters", 8+uint64(count)*hvmParamSize, count), len(body))
 	}
 	h.Params = h.Params[:0]
 	for b := body[8:]; len(b) >= hvmParamSize; b = b[hvmParamSize:] {
@@ -181,7 +197,7 @@ func (c *CheckpointDirtyPFNList) appendBody(b []byte) []byte {
 
 func (c *CheckpointDirtyPFNList) decode(body []byte) error {
 	if len(body)%8 != 0 {
-		return lengthErr("pfn")
+		return lengthErr("pfn", "a multiple of 8 bytes", len(body))
 	}
 	c.PFNs = decodeU64s(c.PFNs, body)
 	return nil
@@ -198,7 +214,7 @@ func (c *X86CPUIDPolicy) appendBody(b []byte) []byte {
 
 func (c *X86CPUIDPolicy) decode(body []byte) error {
 	if len(body)%cpuidLeafSize != 0 {
-		return lengthErr("CPUID_policy")
+		return lengthErr("CPUID_policy", fmt.Sprintf("a multiple of %d bytes", cpuidLeafSize), len(body))
 	}
 	c.Leaves = c.Leaves[:0]
 	for b := body; len(b) > 0; b = b[cpuidLeafSize:] {
@@ -219,7 +235,7 @@ func (m *X86MSRPolicy) appendBody(b []byte) []byte {
 
 func (m *X86MSRPolicy) decode(body []byte) error {
 	if len(body)%msrEntrySize != 0 {
-		return lengthErr("MSR_policy")
+		return lengthErr("MSR_policy", fmt.Sprintf("a multiple of %d bytes", msrEntrySize), len(body))
 	}
 	m.Entries = m.Entries[:0]
 	for b := body; len(b) > 0; b = b[msrEntrySize:] {

@@ -11,7 +11,27 @@
 // STATIC_DATA_END, reserved fields and padding, page types and PFNs against
 // the P2M, record sizes); Relaxed turns that off for forensic reading.
 // Errors are *stream.FormatError values naming the record index, byte
-// offset, type and field.
+// offset, type and field, with expected versus actual where they apply.
+//
+// Strict mode refuses what Xen 4.17's restore (xg_sr_restore*.c) refuses,
+// including: TOOLSTACK and CHECKPOINT_DIRTY_PFN_LIST records (no restore
+// handler: "mandatory record not handled"); a PV stream whose P2M frame list
+// at END leaves a frame out or names a PFN past max_pfn or one not last sent
+// as a normal page; PV vCPU records (not empty) whose id is at or beyond the
+// domain's vCPU count (Reader.VCPUs, or MaxPVVCPUs); an HVM stream without
+// HVM_CONTEXT. It is stricter than Xen on purpose where Xen's acceptance
+// depends on state a stream reader cannot see or that no Xen sender
+// produces: reserved fields must be zero; X86_PV_P2M_FRAMES records may not
+// leave a gap after the frames already covered; a P2M frame's PFN counts as
+// sent only by PAGE_DATA after the record that named it (Xen writes the
+// frame list once, before any page).
+//
+// Memory bound: a Reader holds the stream.Reader's record buffer (at most the
+// record cap, plus the transient growth described in package stream), the
+// PFN entries of the largest PAGE_DATA (one uint64 per entry, at most an
+// eighth of the cap), and, for PV streams, the P2M frame list at 17 bytes
+// per frame (at most 136 MiB for the 2^23 frames of a 2^32-PFN P2M; a few
+// KiB for real guests). TestMemoryBound checks it with runtime.MemStats.
 //
 // A Writer encodes records with their padding; decoding a valid stream and
 // writing every record back reproduces it byte for byte, checkpointed

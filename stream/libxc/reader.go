@@ -81,6 +81,12 @@ type Reader struct {
 	// Checkpointed declares a checkpointed stream (Remus/COLO): CHECKPOINT
 	// and CHECKPOINT_DIRTY_PFN_LIST records are then allowed.
 	Checkpointed bool
+	// VCPUs is the restoring domain's vCPU count (the configuration's
+	// max_vcpus, as Xen's restore takes it from the domain): PV vCPU
+	// records with an id at or beyond it are refused. Zero means
+	// MaxPVVCPUs, the most any PV domain has. Set it before the first
+	// Next; stream/image sets it from the xl configuration.
+	VCPUs int
 
 	fr      *stream.Reader
 	hdrDone bool
@@ -116,7 +122,9 @@ func NewReader(r io.Reader) *Reader { return NewReaderAt(r, 0) }
 // NewReaderAt returns a Reader of a libxc stream that starts at absolute
 // offset off of the enclosing file (used in errors).
 func NewReaderAt(r io.Reader, off int64) *Reader {
-	return &Reader{fr: stream.NewReader(r, Layer, off)}
+	fr := stream.NewReader(r, Layer, off)
+	fr.TypeName = typeName
+	return &Reader{fr: fr}
 }
 
 // SetMaxRecordSize caps record bodies (default stream.DefaultMaxRecordSize).
@@ -187,7 +195,10 @@ func (r *Reader) readHeaders() error {
 			return herr(off, "reserved", stream.ErrReserved)
 		}
 	}
-	r.check = checker{version: r.img.Version, dom: r.dom.Type, maxPFN: -1}
+	r.check = checker{version: r.img.Version, dom: r.dom.Type, maxPFN: -1, vcpus: r.VCPUs}
+	if r.VCPUs <= 0 {
+		r.check.vcpus = MaxPVVCPUs
+	}
 	return nil
 }
 
@@ -211,7 +222,9 @@ func (r *Reader) Next() (Record, error) {
 	cur, err := r.fr.Next()
 	if err != nil {
 		if err == io.EOF {
-			return nil, &stream.FormatError{Layer: Layer, Offset: r.fr.Offset(), Index: r.fr.Index(), Field: "END", Err: ErrNoEnd}
+			// No record is there to name: the error is at the end of input.
+			return nil, &stream.FormatError{Layer: Layer, Offset: r.fr.Offset(), Index: -1, Field: "END", Err: ErrNoEnd,
+				Expected: "an END record", Actual: "end of input"}
 		}
 		return nil, err
 	}
@@ -236,13 +249,16 @@ func (r *Reader) Next() (Record, error) {
 }
 
 func (r *Reader) fail(err error) error {
-	fe := &stream.FormatError{Layer: Layer, Offset: r.cur.Offset, Index: r.cur.Index, Type: r.cur.Type, Err: err}
+	fe := &stream.FormatError{Layer: Layer, Offset: r.cur.Offset, Index: r.cur.Index, Type: r.cur.Type, TypeName: typeName(r.cur.Type), Err: err}
 	var be *bodyError
 	if errors.As(err, &be) {
-		fe.Field, fe.Err = be.field, be.err
+		fe.Field, fe.Err, fe.Expected, fe.Actual = be.field, be.err, be.want, be.got
 	}
 	return fe
 }
+
+// typeName names a record type in errors.
+func typeName(t uint32) string { return RecordType(t).String() }
 
 // holder returns the Reader-owned record value for a type.
 func (r *Reader) holder(t RecordType) Record {

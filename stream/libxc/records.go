@@ -297,8 +297,9 @@ var le = binary.LittleEndian
 // A bodyError is a structural problem with a record body: the field and the
 // sentinel, turned into a FormatError by the Reader.
 type bodyError struct {
-	field string
-	err   error
+	field     string
+	err       error
+	want, got string // expected versus actual, if known
 }
 
 func (e *bodyError) Error() string { return e.field + ": " + e.err.Error() }

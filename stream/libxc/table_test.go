@@ -125,6 +125,12 @@ func readAll(b []byte, checkpointed bool) error {
 // validPV returns the records of a small valid PV stream in the order Xen 4.17 writes them.
 func validPV() []Record {
 	page := &PageData{Entries: []uint64{PFNEntry(0, PageNormal), PFNEntry(0x1fff, PageL4Pinned), PFNEntry(7, PageXTab)}, Data: make([]byte, 2*PageSize)}
+	// The P2M frame list (recordTable's sample) lives in PFNs
+	// 0x100-0x10f: Xen's restore wants them sent as normal pages.
+	for pfn := uint64(0x100); pfn < 0x110; pfn++ {
+		page.Entries = append(page.Entries, PFNEntry(pfn, PageNormal))
+		page.Data = append(page.Data, make([]byte, PageSize)...)
+	}
 	return []Record{
 		&X86PVInfo{GuestWidth: 8, PTLevels: 4},
 		recordTable[17].sample(), recordTable[18].sample(),
