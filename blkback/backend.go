@@ -36,7 +36,12 @@ type Config struct {
 	ReadOnly bool
 	Tracker  *grant.Tracker
 	Events   Events
-	Logf     func(format string, args ...any) // nil: silent
+	// RingFrame, if set, finds the guest frame behind the ring's grant
+	// (TableResolver), so that a Quiesce reports it. The data pages, mapped
+	// only while a request runs, need none: Pause returns after they are
+	// unmapped, which marks them dirty.
+	RingFrame grant.Resolver
+	Logf      func(format string, args ...any) // nil: silent
 }
 
 // The protocol the backend speaks (the frontend's "protocol" node; absent
@@ -188,7 +193,18 @@ func (b *Backend) connect(ctx context.Context) error {
 		return err
 	}
 	dom := b.cfg.Device.FrontDomid
-	srv, err := NewServer(b.cfg.Tracker, dom, grant.Ref(ref), b.cfg.Disk, blkif.Disk{Sectors: b.cfg.Sectors, ReadOnly: b.cfg.ReadOnly})
+	var frame uint64
+	if b.cfg.RingFrame != nil {
+		// Serving does not need the frame; a quiesce does, and reports 0
+		// (unknown) for it: say so now.
+		if frame, err = b.cfg.RingFrame(grant.Grant{Domid: dom, Ref: grant.Ref(ref)}); err != nil {
+			b.cfg.Logf("blkback: ring ref %d: guest frame unknown: %v", ref, err)
+			frame = 0
+		} else {
+			b.cfg.Logf("blkback: ring ref %d is guest frame %#x", ref, frame)
+		}
+	}
+	srv, err := NewServer(b.cfg.Tracker, dom, grant.Ref(ref), frame, b.cfg.Disk, blkif.Disk{Sectors: b.cfg.Sectors, ReadOnly: b.cfg.ReadOnly})
 	if err != nil {
 		return err
 	}

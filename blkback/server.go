@@ -61,10 +61,15 @@ type Server struct {
 
 // NewServer maps the ring page ringRef of domain dom through tr (writable,
 // persistent: it stays mapped until Close or the Tracker's Quiesce) and
-// returns a Server for it. ringFrame is the guest frame behind ringRef when
-// the caller knows it, else 0 (the Tracker's Resolver is asked).
-func NewServer(tr *grant.Tracker, dom uint32, ringRef grant.Ref, disk Disk, info blkif.Disk) (*Server, error) {
-	m, err := tr.Map(grant.Request{Grants: []grant.Grant{{Domid: dom, Ref: ringRef}}, Writable: true, Persistent: true, Holder: "blkback ring"})
+// returns a Server for it. ringFrame is the guest frame behind ringRef, the
+// one a Quiesce reports (0 when unknown: then the Tracker's own Resolver,
+// if any, is asked).
+func NewServer(tr *grant.Tracker, dom uint32, ringRef grant.Ref, ringFrame uint64, disk Disk, info blkif.Disk) (*Server, error) {
+	req := grant.Request{Grants: []grant.Grant{{Domid: dom, Ref: ringRef}}, Writable: true, Persistent: true, Holder: "blkback ring"}
+	if ringFrame != 0 {
+		req.Frames = []uint64{ringFrame}
+	}
+	m, err := tr.Map(req)
 	if err != nil {
 		return nil, fmt.Errorf("blkback: mapping ring ref %d of dom%d: %w", ringRef, dom, err)
 	}

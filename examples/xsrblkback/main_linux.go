@@ -15,8 +15,11 @@ import (
 	"github.com/xensr/xensr/blkif"
 	"github.com/xensr/xensr/evtchn"
 	"github.com/xensr/xensr/grant"
+	"github.com/xensr/xensr/hypercall"
+	"github.com/xensr/xensr/privcmd"
 	"github.com/xensr/xensr/xenbus"
 	"github.com/xensr/xensr/xenstore"
+	"golang.org/x/sys/unix"
 )
 
 func start(o options, stdout, stderr io.Writer) error {
@@ -53,7 +56,13 @@ func start(o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ev.Close()
-	b, err := Serve(ctx, xs, gnt, ev, f, uint64(st.Size())/blkif.SectorSize, o, stderr)
+	pc, err := privcmd.Open()
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	srv := server{xs: xs, tr: grant.NewTracker(gnt, nil), ev: ev, ringFrame: ringFrameResolver(pc), log: stderr}
+	b, err := srv.serve(ctx, f, uint64(st.Size())/blkif.SectorSize, o)
 	if b != nil {
 		s := b.Stats()
 		fmt.Fprintf(stdout, "requests %d (errors %d): %d reads %d bytes, %d writes %d bytes, %d flushes\n",
@@ -65,20 +74,46 @@ func start(o options, stdout, stderr io.Writer) error {
 	return err
 }
 
-// Serve adds the device's nodes, runs the backend until the guest closes
+// ringFrameResolver reads guests' grant tables through privcmd
+// (XENMEM_acquire_resource of the shared grant-table frames).
+func ringFrameResolver(pc *privcmd.Device) grant.Resolver {
+	return blkback.TableResolver(func(dom, idx uint32) ([]byte, func() error, error) {
+		mem, err := pc.MmapResource(uint16(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, idx, 1, unix.PROT_READ)
+		if err != nil {
+			return nil, nil, err
+		}
+		return mem, func() error { return privcmd.Munmap(mem) }, nil
+	})
+}
+
+// server is what the backend runs through: xenstore, the grant Tracker,
+// the event channels, and the ring-frame resolver (nil: frames unknown).
+type server struct {
+	xs        *xenstore.Client
+	tr        *grant.Tracker
+	ev        blkback.Events
+	ringFrame grant.Resolver
+	log       io.Writer
+	started   func(*blkback.Backend) // if set, called before the backend runs
+}
+
+// serve adds the device's nodes, runs the backend until the guest closes
 // the disk or ctx ends, and removes the nodes.
-func Serve(ctx context.Context, xs *xenstore.Client, m grant.Mapper, ev blkback.Events, disk blkback.Disk, sectors uint64, o options, logw io.Writer) (*blkback.Backend, error) {
+func (s server) serve(ctx context.Context, disk blkback.Disk, sectors uint64, o options) (*blkback.Backend, error) {
 	d := o.device()
 	back, front := blkback.DiskEntries(d, o.vdev, o.file, o.typ, o.readOnly)
-	if err := xs.Transaction(ctx, func(tx *xenstore.Tx) error { return xenbus.Add(ctx, tx, d, back, front) }); err != nil {
+	if err := s.xs.Transaction(ctx, func(tx *xenstore.Tx) error { return xenbus.Add(ctx, tx, d, back, front) }); err != nil {
 		return nil, err
 	}
-	defer xenbus.Remove(context.WithoutCancel(ctx), xs, d)
+	defer xenbus.Remove(context.WithoutCancel(ctx), s.xs, d)
 	logf := func(string, ...any) {}
 	if o.verbose {
-		logf = func(format string, a ...any) { fmt.Fprintf(logw, format+"\n", a...) }
+		logf = func(format string, a ...any) { fmt.Fprintf(s.log, format+"\n", a...) }
 	}
-	b := blkback.New(blkback.Config{Store: xs, Device: d, Disk: disk, Sectors: sectors, ReadOnly: o.readOnly,
-		Tracker: grant.NewTracker(m, nil), Events: ev, Logf: logf})
+	b := blkback.New(blkback.Config{Store: s.xs, Device: d, Disk: disk, Sectors: sectors, ReadOnly: o.readOnly,
+		Tracker: s.tr, Events: s.ev, RingFrame: s.ringFrame, Logf: logf})
+	if s.started != nil {
+		s.started(b)
+	}
 	return b, b.Run(ctx)
 }
