@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -49,9 +50,18 @@ type Client struct {
 	broken  error
 	done    chan struct{}
 
+	// Redial (see the Redial option): while conn is nil the Client is
+	// re-dialling and requests wait for ready. gen counts connections, so
+	// that a transaction of an older one is known to be lost.
+	redial   bool
+	closed   bool
+	closedCh chan struct{}
+	ready    chan struct{}
+	gen      uint64
+
 	// serial makes requests one at a time: over /dev/xen/xenbus, as
 	// libxenstore does there (see NewClient).
-	serial   bool
+	serial   atomic.Bool
 	serialMu sync.Mutex
 
 	// transaction gate for Quiesce/Resume
@@ -70,7 +80,7 @@ type Client struct {
 // wrong request id; there the Client sends one request at a time, as
 // libxenstore does, and goroutines queue for the device.
 func NewClient(conn io.ReadWriteCloser) *Client {
-	c := &Client{}
+	c := &Client{closedCh: make(chan struct{})}
 	c.handle = handle{c: c}
 	c.txCond = sync.NewCond(&c.txMu)
 	c.watches = map[string]*Watch{}
@@ -78,29 +88,55 @@ func NewClient(conn io.ReadWriteCloser) *Client {
 	return c
 }
 
-// DialWith connects with dial and keeps it for Reconnect.
-func DialWith(ctx context.Context, dial Dialer) (*Client, error) {
+// An Option configures a Client made by DialWith or Dial.
+type Option func(*Client)
+
+// Redial makes the Client ride through a daemon that drops its connection
+// (a restart; a live update of a daemon that does not keep sockets): when
+// the connection breaks, requests in flight fail with ErrClosed (they may
+// or may not have been applied), the Client dials again with backoff until
+// it connects or is closed, and meanwhile new requests wait (bounded by
+// their contexts). On the new connection it registers every open Watch
+// again, so each gets the event the daemon fires for a new watch and C
+// stays open; transactions of the old connection fail with ErrTxLost (an
+// EAGAIN), so Transaction runs them again.
+func Redial() Option { return func(c *Client) { c.redial = true } }
+
+// DialWith connects with dial and keeps it for Reconnect (and for
+// re-dialling, with the Redial option).
+func DialWith(ctx context.Context, dial Dialer, opts ...Option) (*Client, error) {
 	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c := NewClient(conn)
 	c.dial = dial
+	for _, o := range opts {
+		o(c)
+	}
 	return c, nil
 }
 
 func (c *Client) start(conn io.ReadWriteCloser) {
-	_, c.serial = conn.(*os.File)
+	_, serial := conn.(*os.File)
+	c.serial.Store(serial)
 	c.conn = conn
 	c.pending = map[uint32]chan reply{}
 	c.broken = nil
 	c.done = make(chan struct{})
+	c.gen++
 	go c.readLoop(conn, c.done)
 }
 
 // Close closes the connection; pending and later requests fail with ErrClosed.
 func (c *Client) Close() error {
-	c.fail(ErrClosed)
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.closedCh)
+	}
+	c.mu.Unlock()
+	c.fail(nil, ErrClosed)
 	return nil
 }
 
@@ -111,27 +147,103 @@ func (c *Client) Err() error {
 	return c.broken
 }
 
-func (c *Client) fail(err error) {
+// fail handles the breaking of conn (nil: whatever connection there is):
+// it fails the requests waiting on it and, with Redial and unless the
+// Client is closed, starts dialling again; otherwise the Client is broken
+// and its watches are closed.
+func (c *Client) fail(conn io.ReadWriteCloser, err error) {
 	c.mu.Lock()
-	if c.broken != nil {
+	if c.broken != nil || (conn != nil && conn != c.conn) {
 		c.mu.Unlock()
 		return
 	}
 	if !errors.Is(err, ErrClosed) {
 		err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
-	c.broken = err
 	pend := c.pending
 	c.pending = map[uint32]chan reply{}
+	old := c.conn
+	if c.redial && !c.closed && c.dial != nil {
+		if old == nil {
+			c.mu.Unlock()
+			return // already re-dialling
+		}
+		c.conn = nil
+		c.ready = make(chan struct{})
+		c.mu.Unlock()
+		old.Close()
+		for _, ch := range pend {
+			ch <- reply{err: err}
+		}
+		go c.redialLoop()
+		return
+	}
+	c.broken = err
 	watches := c.watches
-	conn := c.conn
+	ready := c.ready
+	c.ready = nil
 	c.mu.Unlock()
-	conn.Close()
+	if old != nil {
+		old.Close()
+	}
+	if ready != nil {
+		close(ready)
+	}
 	for _, ch := range pend {
 		ch <- reply{err: err}
 	}
 	for _, w := range watches {
 		w.close(err)
+	}
+}
+
+// redialLoop dials until it connects or the Client is closed, then
+// registers the open watches again.
+func (c *Client) redialLoop() {
+	backoff := 10 * time.Millisecond
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { // Close cancels the dial
+			select {
+			case <-c.closedCh:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		conn, err := c.dial(ctx)
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			if c.closed {
+				c.mu.Unlock()
+				conn.Close()
+				return
+			}
+			c.start(conn)
+			ready := c.ready
+			c.ready = nil
+			watches := make([]*Watch, 0, len(c.watches))
+			for _, w := range c.watches {
+				watches = append(watches, w)
+			}
+			c.mu.Unlock()
+			close(ready)
+			for _, w := range watches {
+				wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := c.request(wctx, 0, 0, OpWatch, w.Path, nul(w.Path, w.Token))
+				wcancel()
+				if err != nil && !errors.Is(err, syscall.EEXIST) {
+					break // the new connection broke too: the next loop registers them
+				}
+			}
+			return
+		}
+		select {
+		case <-c.closedCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -142,7 +254,7 @@ func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
 		msg, b, err := ReadMessage(conn, buf, ReplyMax)
 		buf = b
 		if err != nil {
-			c.fail(err)
+			c.fail(conn, err)
 			return
 		}
 		if msg.Op == OpWatchEvent {
@@ -160,22 +272,47 @@ func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
 	}
 }
 
-// request sends one message and waits for its reply.
-func (c *Client) request(ctx context.Context, tx uint32, op Op, path string, payload []byte) ([]byte, error) {
+// request sends one message and waits for its reply. A request of a
+// transaction (tx != 0) opened on another connection than the current one
+// (gen) fails with ErrTxLost.
+func (c *Client) request(ctx context.Context, tx uint32, gen uint64, op Op, path string, payload []byte) ([]byte, error) {
+	b, _, err := c.requestGen(ctx, tx, gen, op, path, payload)
+	return b, err
+}
+
+// requestGen is request, also returning the generation of the connection
+// the request went on.
+func (c *Client) requestGen(ctx context.Context, tx uint32, gen uint64, op Op, path string, payload []byte) ([]byte, uint64, error) {
 	if len(payload) > PayloadMax {
-		return nil, &Error{Op: op, Path: path, Errno: syscall.E2BIG, Name: "E2BIG"}
+		return nil, 0, &Error{Op: op, Path: path, Errno: syscall.E2BIG, Name: "E2BIG"}
 	}
-	if c.serial {
+	if c.serial.Load() {
 		c.serialMu.Lock()
 		defer c.serialMu.Unlock()
 	}
 	ch := make(chan reply, 1)
 	c.mu.Lock()
+	for c.conn == nil && c.broken == nil && c.ready != nil { // re-dialling
+		ready := c.ready
+		c.mu.Unlock()
+		select {
+		case <-ready:
+		case <-c.closedCh:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		c.mu.Lock()
+	}
 	if c.broken != nil {
 		err := c.broken
 		c.mu.Unlock()
-		return nil, err
+		return nil, 0, err
 	}
+	if tx != 0 && gen != c.gen {
+		c.mu.Unlock()
+		return nil, 0, txLost(tx)
+	}
+	gen = c.gen
 	c.nextID++
 	id := c.nextID
 	c.pending[id] = ch
@@ -187,26 +324,38 @@ func (c *Client) request(ctx context.Context, tx uint32, op Op, path string, pay
 	_, err := conn.Write(msg)
 	c.wmu.Unlock()
 	if err != nil {
-		c.fail(err)
+		c.fail(conn, err)
 	}
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, r.err
+			if tx != 0 && op != OpTransactionEnd && c.redial && !c.isClosed() {
+				return nil, gen, txLost(tx) // its connection broke
+			}
+			if op == OpTransactionEnd {
+				return nil, gen, fmt.Errorf("%w (the connection broke with TRANSACTION_END in flight: the transaction may or may not have been applied)", r.err)
+			}
+			return nil, gen, r.err
 		}
 		if r.msg.Op == OpError {
-			return nil, errorFromReply(op, path, r.msg.Payload)
+			return nil, gen, errorFromReply(op, path, r.msg.Payload)
 		}
 		if r.msg.Op != op {
-			return nil, fmt.Errorf("%w: %v reply to %v", ErrProtocol, r.msg.Op, op)
+			return nil, gen, fmt.Errorf("%w: %v reply to %v", ErrProtocol, r.msg.Op, op)
 		}
-		return r.msg.Payload, nil
+		return r.msg.Payload, gen, nil
 	case <-ctx.Done():
 		c.mu.Lock()
 		delete(c.pending, id)
 		c.mu.Unlock()
-		return nil, ctx.Err()
+		return nil, gen, ctx.Err()
 	}
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // Reconnect replaces a broken connection with a new one from the Dialer the
@@ -216,7 +365,18 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	if c.dial == nil {
 		return errors.New("xenstore: client has no dialer (made by NewClient)")
 	}
-	c.fail(ErrClosed)
+	c.mu.Lock()
+	if c.conn == nil && c.broken == nil {
+		c.mu.Unlock()
+		return nil // re-dialling already (Redial)
+	}
+	redial := c.redial
+	c.redial = false
+	c.mu.Unlock()
+	c.fail(nil, ErrClosed)
+	c.mu.Lock()
+	c.redial = redial
+	c.mu.Unlock()
 	<-c.done
 	conn, err := c.dial(ctx)
 	if err != nil {
@@ -229,10 +389,12 @@ func (c *Client) Reconnect(ctx context.Context) error {
 	return nil
 }
 
-// handle carries the path operations of a Client (tx 0) or a transaction.
+// handle carries the path operations of a Client (tx 0) or a transaction
+// (opened on connection generation gen).
 type handle struct {
-	c  *Client
-	tx uint32
+	c   *Client
+	tx  uint32
+	gen uint64
 }
 
 func checkPath(op Op, path string) error {
@@ -258,7 +420,7 @@ func (h handle) pathOp(ctx context.Context, op Op, path string, payload []byte) 
 	if err := checkPath(op, path); err != nil {
 		return nil, err
 	}
-	return h.c.request(ctx, h.tx, op, path, payload)
+	return h.c.request(ctx, h.tx, h.gen, op, path, payload)
 }
 
 // Read returns the value of the node at path.
@@ -399,7 +561,7 @@ func (h handle) Exists(ctx context.Context, path string) (bool, error) {
 }
 
 func (c *Client) simple(ctx context.Context, op Op, args ...string) ([]byte, error) {
-	return c.request(ctx, 0, op, "", nul(args...))
+	return c.request(ctx, 0, 0, op, "", nul(args...))
 }
 
 func did(d uint32) string { return strconv.FormatUint(uint64(d), 10) }
@@ -509,7 +671,7 @@ func (c *Client) TransactionStart(ctx context.Context) (*Tx, error) {
 	if err := c.enterTx(ctx); err != nil {
 		return nil, err
 	}
-	b, err := c.request(ctx, 0, OpTransactionStart, "", nul(""))
+	b, gen, err := c.requestGen(ctx, 0, 0, OpTransactionStart, "", nul(""))
 	if err != nil {
 		c.leaveTx()
 		return nil, err
@@ -519,11 +681,22 @@ func (c *Client) TransactionStart(ctx context.Context) (*Tx, error) {
 		c.leaveTx()
 		return nil, fmt.Errorf("%w: transaction id %q", ErrProtocol, b)
 	}
-	return &Tx{handle: handle{c: c, tx: uint32(id)}}, nil
+	return &Tx{handle: handle{c: c, tx: uint32(id), gen: gen}}, nil
 }
 
 // ID returns the daemon's transaction id.
 func (t *Tx) ID() uint32 { return t.tx }
+
+// ErrTxLost reports a transaction the daemon no longer knows: it answered
+// TRANSACTION_END with ENOENT, as C xenstored does after a live update
+// (which keeps connections but not their transactions), or the connection
+// it was opened on was replaced. Nothing of the transaction was committed.
+// Errors wrapping it also match syscall.EAGAIN, so Transaction retries.
+var ErrTxLost = errors.New("xenstore: transaction lost by the daemon (restart or live update); nothing committed")
+
+func txLost(tx uint32) error {
+	return fmt.Errorf("%w: %w", ErrTxLost, &Error{Op: OpTransactionEnd, Path: "tx " + strconv.FormatUint(uint64(tx), 10), Errno: syscall.EAGAIN, Name: "EAGAIN"})
+}
 
 func (t *Tx) end(ctx context.Context, commit string) error {
 	if t.ended {
@@ -531,7 +704,10 @@ func (t *Tx) end(ctx context.Context, commit string) error {
 	}
 	t.ended = true
 	defer t.c.leaveTx()
-	_, err := t.c.request(ctx, t.tx, OpTransactionEnd, "", nul(commit))
+	_, err := t.c.request(ctx, t.tx, t.gen, OpTransactionEnd, "", nul(commit))
+	if errors.Is(err, syscall.ENOENT) {
+		return txLost(t.tx)
+	}
 	return err
 }
 
@@ -547,7 +723,9 @@ const TxRetries = 32
 
 // Transaction runs fn in a transaction and commits it, retrying the whole of
 // fn (with backoff, at most TxRetries times) while the commit reports
-// EAGAIN. An error from fn aborts the transaction and is returned.
+// EAGAIN, including a transaction the daemon lost (ErrTxLost). An error from
+// fn aborts the transaction and is returned, unless the abort shows that
+// the daemon had lost the transaction: then fn runs again.
 func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 	backoff := time.Millisecond
 	for attempt := 0; ; attempt++ {
@@ -556,7 +734,12 @@ func (c *Client) Transaction(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		if err := fn(tx); err != nil {
-			tx.Abort(context.WithoutCancel(ctx))
+			// An abort the daemon answers with ENOENT means it had lost
+			// the transaction, and fn's error (often ENOENT too) came
+			// from that: run fn again.
+			if aerr := tx.Abort(context.WithoutCancel(ctx)); errors.Is(aerr, ErrTxLost) && attempt+1 < TxRetries {
+				continue
+			}
 			return err
 		}
 		err = tx.Commit(ctx)

@@ -70,5 +70,7 @@ func DialDefault(ctx context.Context) (io.ReadWriteCloser, error) {
 }
 
 // Dial returns a Client connected like libxenstore's xs_open, able to
-// Reconnect the same way.
-func Dial(ctx context.Context) (*Client, error) { return DialWith(ctx, DialDefault) }
+// Reconnect the same way (or to re-dial by itself, with the Redial option).
+func Dial(ctx context.Context, opts ...Option) (*Client, error) {
+	return DialWith(ctx, DialDefault, opts...)
+}

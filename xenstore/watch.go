@@ -62,7 +62,7 @@ func (c *Client) Watch(ctx context.Context, path string) (*Watch, error) {
 	w := &Watch{Path: path, Token: token, C: ch, c: c, ch: ch}
 	c.watches[token] = w
 	c.mu.Unlock()
-	if _, err := c.request(ctx, 0, OpWatch, path, nul(path, token)); err != nil {
+	if _, err := c.request(ctx, 0, 0, OpWatch, path, nul(path, token)); err != nil {
 		c.mu.Lock()
 		delete(c.watches, token)
 		c.mu.Unlock()
@@ -79,7 +79,7 @@ func (w *Watch) Stop(ctx context.Context) error {
 	w.c.mu.Unlock()
 	var err error
 	if ok {
-		_, err = w.c.request(ctx, 0, OpUnwatch, w.Path, nul(w.Path, w.Token))
+		_, err = w.c.request(ctx, 0, 0, OpUnwatch, w.Path, nul(w.Path, w.Token))
 	}
 	w.close(nil)
 	return err

@@ -81,6 +81,31 @@ type Faults struct {
 	DirectoryPartNewGen bool
 }
 
+// Restart drops every connection, with its watches and transactions, and
+// keeps the tree: what clients see when the daemon restarts, or re-executes
+// itself in a live update without keeping sockets.
+func (s *Server) Restart() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.rw.Close()
+	}
+}
+
+// ForgetTransactions drops every open transaction and keeps connections
+// and watches: what C xenstored's live update does (it hands sockets and
+// watches to the new daemon but not transactions). Their requests then get
+// ENOENT.
+func (s *Server) ForgetTransactions() {
+	s.mu.Lock()
+	s.txs = map[uint32]*txn{}
+	s.mu.Unlock()
+}
+
 // SetFaults sets how the Server misbehaves from now on.
 func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
