@@ -41,7 +41,9 @@ type Config struct {
 	// only while a request runs, need none: Pause returns after they are
 	// unmapped, which marks them dirty.
 	RingFrame grant.Resolver
-	Logf      func(format string, args ...any) // nil: silent
+	// Copy, if set, moves the data by grant copy instead of mappings.
+	Copy Copier
+	Logf func(format string, args ...any) // nil: silent
 }
 
 // The protocol the backend speaks (the frontend's "protocol" node; absent
@@ -207,6 +209,9 @@ func (b *Backend) connect(ctx context.Context) error {
 	srv, err := NewServer(b.cfg.Tracker, dom, grant.Ref(ref), frame, b.cfg.Disk, blkif.Disk{Sectors: b.cfg.Sectors, ReadOnly: b.cfg.ReadOnly})
 	if err != nil {
 		return err
+	}
+	if b.cfg.Copy != nil {
+		srv.UseCopy(b.cfg.Copy)
 	}
 	port, err := b.cfg.Events.BindInterdomain(dom, evtchn.Port(remote))
 	if err != nil {

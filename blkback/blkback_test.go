@@ -16,7 +16,11 @@ import (
 // TestReadWrite writes random multi-page blocks through the ring and reads
 // them back, against a model of the disk, then checks the file itself.
 func TestReadWrite(t *testing.T) {
-	rg := newRig(t)
+	t.Run("map", func(t *testing.T) { readWrite(t, newRig(t)) })
+	t.Run("copy", func(t *testing.T) { readWrite(t, newRig(t, true)) })
+}
+
+func readWrite(t *testing.T, rg *testRig) {
 	model := make([]byte, diskSectors*blkif.SectorSize)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 200; i++ {
@@ -64,7 +68,11 @@ func TestReadWrite(t *testing.T) {
 // response carrying its id, nothing reaches the disk, and the backend goes
 // on serving good requests.
 func TestHostileRing(t *testing.T) {
-	rg := newRig(t)
+	t.Run("map", func(t *testing.T) { hostileRing(t, newRig(t)) })
+	t.Run("copy", func(t *testing.T) { hostileRing(t, newRig(t, true)) })
+}
+
+func hostileRing(t *testing.T, rg *testRig) {
 	good, _ := rg.g.share()
 	bad := hostileRequests(good)
 	var reqs []blkif.Request

@@ -89,6 +89,36 @@ func (g *fakeGuest) Unmap(mp grant.Mapping) error {
 	return nil
 }
 
+// Copy is grant copy over the fake's pages: status -4 (GNTST_bad_gntref)
+// for a reference not granted.
+func (g *fakeGuest) Copy(segs []grant.CopySegment) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range segs {
+		sg := &segs[i]
+		src, dst := sg.SrcLocal, sg.DstLocal
+		if src == nil {
+			p, ok := g.pages[sg.SrcGrant.Ref]
+			if !ok || sg.SrcGrant.Domid != guestDom || int(sg.SrcOffset)+int(sg.Len) > len(p) {
+				sg.Status = -4
+				continue
+			}
+			src = p[sg.SrcOffset:]
+		}
+		if dst == nil {
+			p, ok := g.pages[sg.DstGrant.Ref]
+			if !ok || sg.DstGrant.Domid != guestDom || int(sg.DstOffset)+int(sg.Len) > len(p) {
+				sg.Status = -4
+				continue
+			}
+			dst = p[sg.DstOffset:]
+		}
+		copy(dst[:sg.Len], src[:sg.Len])
+		sg.Status = 0
+	}
+	return nil
+}
+
 func (g *fakeGuest) mapped() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -167,7 +197,8 @@ type testRig struct {
 	stop context.CancelFunc
 }
 
-func newRig(t *testing.T) *testRig {
+// newRig starts a backend; useCopy moves data by grant copy.
+func newRig(t *testing.T, useCopy ...bool) *testRig {
 	t.Helper()
 	ctx := context.Background()
 	c, err := xenstore.DialWith(ctx, xenstoretest.NewServer().Dial)
@@ -191,7 +222,11 @@ func newRig(t *testing.T) *testRig {
 		t.Fatal(err)
 	}
 	ev := newEvents()
-	rg.b = New(Config{Store: c, Device: rg.dev, Disk: disk, Sectors: diskSectors, Tracker: rg.tr, Events: ev})
+	cfg := Config{Store: c, Device: rg.dev, Disk: disk, Sectors: diskSectors, Tracker: rg.tr, Events: ev}
+	if len(useCopy) > 0 && useCopy[0] {
+		cfg.Copy = rg.g
+	}
+	rg.b = New(cfg)
 	rctx, cancel := context.WithCancel(ctx)
 	rg.stop = cancel
 	go func() { rg.done <- rg.b.Run(rctx) }()

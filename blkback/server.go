@@ -55,6 +55,10 @@ type Server struct {
 	slot  []byte
 	req   blkif.Request
 
+	copier Copier              // nil: map the data pages
+	buf    []byte              // grant copy's local buffer
+	segs   []grant.CopySegment // grant copy's segments
+
 	mu    sync.Mutex
 	stats Stats
 }
@@ -80,6 +84,14 @@ func NewServer(tr *grant.Tracker, dom uint32, ringRef grant.Ref, ringFrame uint6
 	}
 	return &Server{tr: tr, dom: dom, disk: disk, info: info, ringM: m, back: b,
 		slot: make([]byte, blkif.EntrySize)}, nil
+}
+
+// UseCopy makes the Server move data by grant copy through c instead of
+// mapping the data pages (the ring stays mapped).
+func (s *Server) UseCopy(c Copier) {
+	s.copier = c
+	s.buf = make([]byte, blkif.MaxSegments*blkif.PageSize)
+	s.segs = make([]grant.CopySegment, 0, blkif.MaxSegments)
 }
 
 // Stats returns the counters.
@@ -153,15 +165,6 @@ func (s *Server) do(r *blkif.Request) error {
 		return nil
 	}
 	toGuest := r.Operation == blkif.OpRead
-	gs := make([]grant.Grant, n)
-	for i := range gs {
-		gs[i] = grant.Grant{Domid: s.dom, Ref: r.Seg[i].Gref}
-	}
-	m, err := s.tr.Map(grant.Request{Grants: gs, Writable: toGuest, Holder: "blkback " + blkif.OpName(r.Operation)})
-	if err != nil {
-		return fmt.Errorf("blkback: mapping %d data grants: %w", n, err)
-	}
-	defer s.tr.Unmap(m)
 	if r.Operation == blkif.OpFlushDiskcache {
 		// A write with a preflush or FUA: what was written before reaches
 		// the disk first, and this write before the answer.
@@ -169,24 +172,13 @@ func (s *Server) do(r *blkif.Request) error {
 			return fmt.Errorf("blkback: flush before write: %w", err)
 		}
 	}
-	pos := int64(r.Sector) * blkif.SectorSize
-	total := 0
-	for i := 0; i < n; i++ {
-		sg := r.Seg[i]
-		page := m.Mapping.Mem[i*blkif.PageSize : (i+1)*blkif.PageSize]
-		data := page[int(sg.FirstSect)*blkif.SectorSize : (int(sg.LastSect)+1)*blkif.SectorSize]
-		if toGuest {
-			k, err := s.disk.ReadAt(data, pos)
-			if err != nil && err != io.EOF {
-				return fmt.Errorf("blkback: read at %d: %w", pos, err)
-			}
-			clear(data[k:]) // past the end of a short file: zeros
-
-		} else if _, err := s.disk.WriteAt(data, pos); err != nil {
-			return fmt.Errorf("blkback: write at %d: %w", pos, err)
-		}
-		pos += int64(len(data))
-		total += len(data)
+	transfer := s.mapped
+	if s.copier != nil {
+		transfer = s.copied
+	}
+	total, err := transfer(r, toGuest)
+	if err != nil {
+		return err
 	}
 	if r.Operation == blkif.OpFlushDiskcache {
 		if err := s.disk.Sync(); err != nil {
@@ -212,4 +204,95 @@ func (s *Server) Close() error {
 		return nil // a Quiesce unmapped it
 	}
 	return err
+}
+
+// mapped moves a checked request's data through a mapping of its grants
+// (writable when the guest reads), unmapped before the answer.
+func (s *Server) mapped(r *blkif.Request, toGuest bool) (int, error) {
+	n := int(r.NrSegments)
+	gs := make([]grant.Grant, n)
+	for i := range gs {
+		gs[i] = grant.Grant{Domid: s.dom, Ref: r.Seg[i].Gref}
+	}
+	m, err := s.tr.Map(grant.Request{Grants: gs, Writable: toGuest, Holder: "blkback " + blkif.OpName(r.Operation)})
+	if err != nil {
+		return 0, fmt.Errorf("blkback: mapping %d data grants: %w", n, err)
+	}
+	defer s.tr.Unmap(m)
+	pos := int64(r.Sector) * blkif.SectorSize
+	total := 0
+	for i := 0; i < n; i++ {
+		sg := r.Seg[i]
+		page := m.Mapping.Mem[i*blkif.PageSize : (i+1)*blkif.PageSize]
+		data := page[int(sg.FirstSect)*blkif.SectorSize : (int(sg.LastSect)+1)*blkif.SectorSize]
+		if toGuest {
+			if err := s.readAt(data, pos); err != nil {
+				return 0, err
+			}
+		} else if _, err := s.disk.WriteAt(data, pos); err != nil {
+			return 0, fmt.Errorf("blkback: write at %d: %w", pos, err)
+		}
+		pos += int64(len(data))
+		total += len(data)
+	}
+	return total, nil
+}
+
+// readAt reads the disk, zeros past the end of a short file.
+func (s *Server) readAt(data []byte, pos int64) error {
+	k, err := s.disk.ReadAt(data, pos)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("blkback: read at %d: %w", pos, err)
+	}
+	clear(data[k:])
+	return nil
+}
+
+// A Copier runs grant copies (grant.Device has this method): Xen copies
+// between local memory and the guest's granted pages, with no mapping to
+// hold or tear down, and marks the guest pages it writes dirty itself.
+type Copier interface {
+	Copy(segs []grant.CopySegment) error
+}
+
+// copied moves a checked request's data by grant copy through a local
+// buffer, as a Tracker operation (Quiesce waits for it).
+func (s *Server) copied(r *blkif.Request, toGuest bool) (int, error) {
+	n := int(r.NrSegments)
+	segs := s.segs[:0]
+	total := 0
+	for i := 0; i < n; i++ {
+		sg := r.Seg[i]
+		l := (int(sg.LastSect) - int(sg.FirstSect) + 1) * blkif.SectorSize
+		local := s.buf[total : total+l]
+		g := grant.Grant{Domid: s.dom, Ref: sg.Gref}
+		off := uint16(sg.FirstSect) * blkif.SectorSize
+		if toGuest {
+			segs = append(segs, grant.CopySegment{SrcLocal: local, DstGrant: g, DstOffset: off, Len: uint16(l)})
+		} else {
+			segs = append(segs, grant.CopySegment{SrcGrant: g, SrcOffset: off, DstLocal: local, Len: uint16(l)})
+		}
+		total += l
+	}
+	s.segs = segs
+	pos := int64(r.Sector) * blkif.SectorSize
+	if toGuest {
+		if err := s.readAt(s.buf[:total], pos); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.tr.Do(func() error { return s.copier.Copy(segs) }); err != nil {
+		return 0, fmt.Errorf("blkback: grant copy of %d segments: %w", n, err)
+	}
+	for i, sg := range segs {
+		if sg.Status != 0 {
+			return 0, fmt.Errorf("blkback: grant copy of segment %d (ref %d): status %d", i, r.Seg[i].Gref, sg.Status)
+		}
+	}
+	if !toGuest {
+		if _, err := s.disk.WriteAt(s.buf[:total], pos); err != nil {
+			return 0, fmt.Errorf("blkback: write at %d: %w", pos, err)
+		}
+	}
+	return total, nil
 }

@@ -27,6 +27,7 @@ type options struct {
 	kind     string
 	typ      string
 	readOnly bool
+	copy     bool
 	verbose  bool
 }
 
@@ -46,6 +47,7 @@ func xsrblkback(args []string, stdout, stderr io.Writer) int {
 	kind := c.Flags.String("backend-kind", "vbd", "the backend directory's kind: vbd (as libxl writes), or e.g. qdisk to keep out of a loaded kernel blkback's way")
 	typ := c.Flags.String("type", "xensr", "the backend's \"type\" node")
 	ro := c.Flags.Bool("ro", false, "read-only disk")
+	cp := c.Flags.Bool("copy", false, "move data by grant copy instead of mapping the guest's pages")
 	verbose := c.Flags.Bool("v", false, "log the handshake to stderr")
 	rest, code, ok := c.ParseN(args, 2, 2)
 	if !ok {
@@ -61,7 +63,7 @@ func xsrblkback(args []string, stdout, stderr io.Writer) int {
 	if *kind == "" {
 		return c.UsageError("-backend-kind is empty")
 	}
-	o := options{domid: dom, file: rest[1], vdev: *vdev, kind: *kind, typ: *typ, readOnly: *ro, verbose: *verbose}
+	o := options{domid: dom, file: rest[1], vdev: *vdev, kind: *kind, typ: *typ, readOnly: *ro, copy: *cp, verbose: *verbose}
 	if err := start(o, stdout, stderr); err != nil {
 		return c.Fail(err)
 	}

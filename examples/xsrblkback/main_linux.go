@@ -62,6 +62,9 @@ func start(o options, stdout, stderr io.Writer) error {
 	}
 	defer pc.Close()
 	srv := server{xs: xs, tr: grant.NewTracker(gnt, nil), ev: ev, ringFrame: ringFrameResolver(pc), log: stderr}
+	if o.copy {
+		srv.copier = gnt
+	}
 	b, err := srv.serve(ctx, f, uint64(st.Size())/blkif.SectorSize, o)
 	if b != nil {
 		s := b.Stats()
@@ -93,6 +96,7 @@ type server struct {
 	tr        *grant.Tracker
 	ev        blkback.Events
 	ringFrame grant.Resolver
+	copier    blkback.Copier // nil: map the data pages
 	log       io.Writer
 	started   func(*blkback.Backend) // if set, called before the backend runs
 }
@@ -111,7 +115,7 @@ func (s server) serve(ctx context.Context, disk blkback.Disk, sectors uint64, o 
 		logf = func(format string, a ...any) { fmt.Fprintf(s.log, format+"\n", a...) }
 	}
 	b := blkback.New(blkback.Config{Store: s.xs, Device: d, Disk: disk, Sectors: sectors, ReadOnly: o.readOnly,
-		Tracker: s.tr, Events: s.ev, RingFrame: s.ringFrame, Logf: logf})
+		Tracker: s.tr, Events: s.ev, RingFrame: s.ringFrame, Copy: s.copier, Logf: logf})
 	if s.started != nil {
 		s.started(b)
 	}
