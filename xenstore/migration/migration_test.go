@@ -306,3 +306,27 @@ func TestTestdataStates(t *testing.T) {
 		}
 	}
 }
+
+type failWriter struct{ n int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, io.ErrShortWrite
+	}
+	f.n--
+	return len(p), nil
+}
+
+// TestWriterStickyError: after the first failed write every call fails.
+func TestWriterStickyError(t *testing.T) {
+	w := NewWriter(&failWriter{n: 1})
+	if err := w.WriteHeader(Header{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteRecord(Record{Body: &Global{}}); err != io.ErrShortWrite {
+		t.Fatalf("first failure: %v", err)
+	}
+	if err := w.WriteRecord(Record{Body: &End{}}); err != io.ErrShortWrite {
+		t.Fatalf("after the failure: %v", err)
+	}
+}

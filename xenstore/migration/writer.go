@@ -8,8 +8,10 @@ import (
 )
 
 // A Writer encodes a migration stream: WriteHeader, then WriteRecord for
-// each record, the last of which is END.
+// each record, the last of which is END. A failed write of the underlying
+// io.Writer is sticky: every later call returns it.
 type Writer struct {
+	err     error
 	w       io.Writer
 	hdr     Header
 	bo      order
@@ -28,6 +30,9 @@ func (w *Writer) Offset() int64 { return w.off }
 // WriteHeader writes the stream header. Its version decides which records
 // and fields may follow; its flags the byte order.
 func (w *Writer) WriteHeader(h Header) error {
+	if w.err != nil {
+		return w.err
+	}
 	if w.haveHdr {
 		return errors.New("xenstore-migration: header already written")
 	}
@@ -44,6 +49,9 @@ func (w *Writer) WriteHeader(h Header) error {
 // WriteRecord writes one record: its type, its length (counting the
 // padding when rec.LenPadded), its body and zero padding to 8 bytes.
 func (w *Writer) WriteRecord(rec Record) error {
+	if w.err != nil {
+		return w.err
+	}
 	if !w.haveHdr {
 		return errors.New("xenstore-migration: record before the header")
 	}
@@ -77,5 +85,8 @@ func (w *Writer) WriteRecord(rec Record) error {
 func (w *Writer) write(b []byte) error {
 	n, err := w.w.Write(b)
 	w.off += int64(n)
+	if err != nil {
+		w.err = err
+	}
 	return err
 }
