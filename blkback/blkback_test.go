@@ -98,13 +98,24 @@ func hostileRing(t *testing.T, rg *testRig) {
 	if !bytes.Equal(file, zero) {
 		t.Fatal("a refused request wrote to the disk")
 	}
-	// A wild req_prod: at most one ring's worth is taken, all answered.
-	rg.f.r.SetReqProd(rg.f.r.ReqProdPvt + 1000)
+	// A wild req_prod, 1000 ahead: the backend takes the stale slots a
+	// ring's worth at a time (never more than the free response slots) and
+	// answers every one; the frontend, seeing all 1000 answered, carries on.
+	wild := rg.f.r.ReqProdPvt + 1000
+	before := rg.b.Stats().Requests
+	rg.f.r.SetReqProd(wild)
 	rg.f.kick()
-	time.Sleep(100 * time.Millisecond)
-	rg.f.r.SetReqProd(rg.f.r.ReqProdPvt)
-	rg.f.r.RspCons = rg.b.srv.back.RspProdPvt
-	rg.f.r.ReqProdPvt = rg.b.srv.back.ReqCons
+	deadline := time.Now().Add(10 * time.Second)
+	for rg.f.r.Unconsumed() < 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 1000 stale slots answered", rg.f.r.Unconsumed())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := rg.b.Stats().Requests - before; got != 1000 {
+		t.Fatalf("%d requests answered for a req_prod 1000 ahead", got)
+	}
+	rg.f.r.ReqProdPvt, rg.f.r.RspCons = wild, wild
 	data := bytes.Repeat([]byte("ok after garbage"), blkif.PageSize/16)
 	if st := rg.f.io(blkif.OpWrite, 8, data); st != blkif.StatusOkay {
 		t.Fatalf("good write after garbage: %d", st)
