@@ -13,7 +13,22 @@
 // Around a suspend, Quiesce stops new transactions and waits for the open
 // ones to end, so that no caller holds xenstore while the domain is
 // suspended; Resume lets them go on. A broken connection fails every waiter
-// with ErrClosed and can be re-dialled with Reconnect.
+// with ErrClosed and can be re-dialled with Reconnect, or, with the Redial
+// option, re-dials by itself (see below).
+//
+// # Live update and restarts of the daemon
+//
+// C xenstored's live update (`xenstore-control live-update`) re-executes
+// the daemon and keeps its socket connections and their watches, but not
+// their transactions (Xen 4.17 writes none into the state it hands over;
+// package migration reads that state). A client on the socket sees a pause,
+// and a transaction open across the update then gets ENOENT: its commit
+// fails with ErrTxLost, which matches syscall.EAGAIN, and Transaction runs
+// the body again (also when the body itself failed because the transaction
+// vanished, which an abort answered with ENOENT shows). A daemon that drops
+// its connections instead (a restart) breaks the Client unless it was made
+// with the Redial option, which re-dials, registers the watches again and
+// fails the old connection's transactions with ErrTxLost.
 //
 // # Memory bounds against a broken or hostile daemon
 //

@@ -47,8 +47,9 @@ func TestLabLiveUpdate(t *testing.T) {
 	d := labDaemon(t)
 	out := labtest.OutDir(t)
 	if d == "ocaml" {
-		res, err := labtest.RunErr("xenstore-control", "live-update", "-t", "5", "/usr/sbin/oxenstored")
-		t.Skipf("oxenstored cannot live-update this way (Xen's docs call its live update not functional); xenstore-control live-update said: %v: %s", err, strings.TrimSpace(res))
+		// Not attempted: it would put the daemon the other lab tests use at
+		// risk, for a result Xen already states.
+		t.Skip("oxenstored cannot live-update: Xen 4.17's SUPPORT.md says \"OCaml xenstored daemon ... Status, Liveupdate: Not functional\", and its dump is not the migration stream this package reads")
 	}
 	bin := xenstoredBinary(t)
 	capture := filepath.Join(out, "xenstored-state.bin")
