@@ -536,50 +536,128 @@ type Raw struct {
 	Err  error
 }
 
-// Typecode implementations.
-func (*End) Typecode() Typecode            { return TypeEnd }
-func (*Header) Typecode() Typecode         { return TypeHeader }
-func (*CPU) Typecode() Typecode            { return TypeCPU }
-func (*PIC) Typecode() Typecode            { return TypePIC }
-func (*IOAPIC) Typecode() Typecode         { return TypeIOAPIC }
-func (*LAPIC) Typecode() Typecode          { return TypeLAPIC }
-func (*LAPICRegs) Typecode() Typecode      { return TypeLAPICRegs }
-func (*PCIIRQ) Typecode() Typecode         { return TypePCIIRQ }
-func (*ISAIRQ) Typecode() Typecode         { return TypeISAIRQ }
-func (*PCILink) Typecode() Typecode        { return TypePCILink }
-func (*PIT) Typecode() Typecode            { return TypePIT }
-func (*RTC) Typecode() Typecode            { return TypeRTC }
-func (*HPET) Typecode() Typecode           { return TypeHPET }
-func (*PMTimer) Typecode() Typecode        { return TypePMTimer }
-func (*MTRR) Typecode() Typecode           { return TypeMTRR }
-func (*ViridianDomain) Typecode() Typecode { return TypeViridianDomain }
-func (*CPUXSave) Typecode() Typecode       { return TypeCPUXSave }
-func (*ViridianVCPU) Typecode() Typecode   { return TypeViridianVCPU }
-func (*VMCEVCPU) Typecode() Typecode       { return TypeVMCEVCPU }
-func (*TSCAdjust) Typecode() Typecode      { return TypeTSCAdjust }
-func (*CPUMSR) Typecode() Typecode         { return TypeCPUMSR }
-func (r *Raw) Typecode() Typecode          { return r.Code }
+// Typecode returns TypeEnd.
+func (*End) Typecode() Typecode { return TypeEnd }
 
-// AppendBinary implementations: the body in the current layout.
-func (r *End) AppendBinary(b []byte) ([]byte, error)            { return b, nil }
-func (r *Header) AppendBinary(b []byte) ([]byte, error)         { return appendFixed(b, r) }
-func (r *CPU) AppendBinary(b []byte) ([]byte, error)            { return appendFixed(b, r) }
-func (r *PIC) AppendBinary(b []byte) ([]byte, error)            { return appendFixed(b, r) }
-func (r *IOAPIC) AppendBinary(b []byte) ([]byte, error)         { return appendFixed(b, r) }
-func (r *LAPIC) AppendBinary(b []byte) ([]byte, error)          { return appendFixed(b, r) }
-func (r *LAPICRegs) AppendBinary(b []byte) ([]byte, error)      { return append(b, r.Data[:]...), nil }
-func (r *PCIIRQ) AppendBinary(b []byte) ([]byte, error)         { return appendFixed(b, r) }
-func (r *ISAIRQ) AppendBinary(b []byte) ([]byte, error)         { return appendFixed(b, r) }
-func (r *PCILink) AppendBinary(b []byte) ([]byte, error)        { return appendFixed(b, r) }
-func (r *PIT) AppendBinary(b []byte) ([]byte, error)            { return appendFixed(b, r) }
-func (r *RTC) AppendBinary(b []byte) ([]byte, error)            { return appendFixed(b, r) }
-func (r *HPET) AppendBinary(b []byte) ([]byte, error)           { return appendFixed(b, r) }
-func (r *PMTimer) AppendBinary(b []byte) ([]byte, error)        { return appendFixed(b, r) }
-func (r *MTRR) AppendBinary(b []byte) ([]byte, error)           { return appendFixed(b, r) }
+// Typecode returns TypeHeader.
+func (*Header) Typecode() Typecode { return TypeHeader }
+
+// Typecode returns TypeCPU.
+func (*CPU) Typecode() Typecode { return TypeCPU }
+
+// Typecode returns TypePIC.
+func (*PIC) Typecode() Typecode { return TypePIC }
+
+// Typecode returns TypeIOAPIC.
+func (*IOAPIC) Typecode() Typecode { return TypeIOAPIC }
+
+// Typecode returns TypeLAPIC.
+func (*LAPIC) Typecode() Typecode { return TypeLAPIC }
+
+// Typecode returns TypeLAPICRegs.
+func (*LAPICRegs) Typecode() Typecode { return TypeLAPICRegs }
+
+// Typecode returns TypePCIIRQ.
+func (*PCIIRQ) Typecode() Typecode { return TypePCIIRQ }
+
+// Typecode returns TypeISAIRQ.
+func (*ISAIRQ) Typecode() Typecode { return TypeISAIRQ }
+
+// Typecode returns TypePCILink.
+func (*PCILink) Typecode() Typecode { return TypePCILink }
+
+// Typecode returns TypePIT.
+func (*PIT) Typecode() Typecode { return TypePIT }
+
+// Typecode returns TypeRTC.
+func (*RTC) Typecode() Typecode { return TypeRTC }
+
+// Typecode returns TypeHPET.
+func (*HPET) Typecode() Typecode { return TypeHPET }
+
+// Typecode returns TypePMTimer.
+func (*PMTimer) Typecode() Typecode { return TypePMTimer }
+
+// Typecode returns TypeMTRR.
+func (*MTRR) Typecode() Typecode { return TypeMTRR }
+
+// Typecode returns TypeViridianDomain.
+func (*ViridianDomain) Typecode() Typecode { return TypeViridianDomain }
+
+// Typecode returns TypeCPUXSave.
+func (*CPUXSave) Typecode() Typecode { return TypeCPUXSave }
+
+// Typecode returns TypeViridianVCPU.
+func (*ViridianVCPU) Typecode() Typecode { return TypeViridianVCPU }
+
+// Typecode returns TypeVMCEVCPU.
+func (*VMCEVCPU) Typecode() Typecode { return TypeVMCEVCPU }
+
+// Typecode returns TypeTSCAdjust.
+func (*TSCAdjust) Typecode() Typecode { return TypeTSCAdjust }
+
+// Typecode returns TypeCPUMSR.
+func (*CPUMSR) Typecode() Typecode { return TypeCPUMSR }
+
+// Typecode returns r.Code.
+func (r *Raw) Typecode() Typecode { return r.Code }
+
+// AppendBinary appends the End body in its current layout.
+func (r *End) AppendBinary(b []byte) ([]byte, error) { return b, nil }
+
+// AppendBinary appends the Header body in its current layout.
+func (r *Header) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the CPU body in its current layout.
+func (r *CPU) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the PIC body in its current layout.
+func (r *PIC) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the IOAPIC body in its current layout.
+func (r *IOAPIC) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the LAPIC body in its current layout.
+func (r *LAPIC) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the LAPICRegs body in its current layout.
+func (r *LAPICRegs) AppendBinary(b []byte) ([]byte, error) { return append(b, r.Data[:]...), nil }
+
+// AppendBinary appends the PCIIRQ body in its current layout.
+func (r *PCIIRQ) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the ISAIRQ body in its current layout.
+func (r *ISAIRQ) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the PCILink body in its current layout.
+func (r *PCILink) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the PIT body in its current layout.
+func (r *PIT) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the RTC body in its current layout.
+func (r *RTC) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the HPET body in its current layout.
+func (r *HPET) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the PMTimer body in its current layout.
+func (r *PMTimer) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the MTRR body in its current layout.
+func (r *MTRR) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the ViridianDomain body in its current layout.
 func (r *ViridianDomain) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
-func (r *ViridianVCPU) AppendBinary(b []byte) ([]byte, error)   { return appendFixed(b, r) }
-func (r *VMCEVCPU) AppendBinary(b []byte) ([]byte, error)       { return appendFixed(b, r) }
-func (r *TSCAdjust) AppendBinary(b []byte) ([]byte, error)      { return appendFixed(b, r) }
+
+// AppendBinary appends the ViridianVCPU body in its current layout.
+func (r *ViridianVCPU) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the VMCEVCPU body in its current layout.
+func (r *VMCEVCPU) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
+
+// AppendBinary appends the TSCAdjust body in its current layout.
+func (r *TSCAdjust) AppendBinary(b []byte) ([]byte, error) { return appendFixed(b, r) }
 
 // AppendBinary appends the fixed part and the XSAVE area.
 func (r *CPUXSave) AppendBinary(b []byte) ([]byte, error) {
@@ -602,6 +680,7 @@ func (r *CPUMSR) AppendBinary(b []byte) ([]byte, error) {
 }
 
 // AppendBinary appends Data as it is.
+// AppendBinary appends the Raw body in its current layout.
 func (r *Raw) AppendBinary(b []byte) ([]byte, error) { return append(b, r.Data...), nil }
 
 func (r *End) decode(b []byte) error            { return nil }
