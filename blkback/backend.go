@@ -377,3 +377,28 @@ func (s *Server) remap() error {
 	s.ringM, s.back = m, back
 	return nil
 }
+
+// Quiesce is the save loop's hook before its final pass (the guest
+// suspended): Pause, then the Tracker's Quiesce, which unmaps everything
+// and reports the guest frames that were mapped writable; it returns those
+// of this backend's guest, to be sent again. On an error the backend stays
+// paused; Unquiesce undoes either outcome.
+func (b *Backend) Quiesce(ctx context.Context) ([]uint64, error) {
+	b.Pause()
+	frames, err := b.cfg.Tracker.Quiesce(ctx)
+	var gfns []uint64
+	for _, f := range frames {
+		if f.Domid == b.cfg.Device.FrontDomid {
+			gfns = append(gfns, f.GFN)
+		}
+	}
+	return gfns, err
+}
+
+// Unquiesce is the hook after a failed migration, before the guest runs
+// again on this host: the Tracker takes mappings again, the ring is mapped
+// again and what waited on it is served.
+func (b *Backend) Unquiesce() error {
+	b.cfg.Tracker.Resume()
+	return b.Resume()
+}

@@ -195,3 +195,28 @@ func TestFrontendCloses(t *testing.T) {
 		t.Fatalf("backend %v with %d mappings", st, rg.g.mapped())
 	}
 }
+
+// TestQuiesceHook: the save-loop hook returns the ring's guest frame; a
+// request waits while quiesced and is answered after Unquiesce.
+func TestQuiesceHook(t *testing.T) {
+	rg := newRig(t)
+	gfns, err := rg.b.Quiesce(context.Background())
+	ringRef := rg.b.srv.ringM.Request.Grants[0].Ref
+	if err != nil || len(gfns) != 1 || gfns[0] != 0x1000+uint64(ringRef) {
+		t.Fatalf("Quiesce: %v %v, want the ring's frame", gfns, err)
+	}
+	data := bytes.Repeat([]byte{7}, blkif.PageSize)
+	got := make(chan int16, 1)
+	go func() { got <- rg.f.io(blkif.OpWrite, 0, data) }()
+	select {
+	case st := <-got:
+		t.Fatalf("answered (%d) while quiesced", st)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := rg.b.Unquiesce(); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-got; st != blkif.StatusOkay {
+		t.Fatalf("after Unquiesce: %d", st)
+	}
+}
