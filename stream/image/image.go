@@ -175,6 +175,8 @@ type Walker struct {
 	outer Format
 
 	xlh   xl.Header
+	guest libxl.GuestType // from the xl configuration, if any
+	vcpus int             // b_info.max_vcpus from the xl configuration, if any
 	lr    *libxl.Reader
 	lh    libxl.Header
 	xr    *libxc.Reader
@@ -255,6 +257,15 @@ func (w *Walker) next() (*Item, error) {
 				return nil, err
 			}
 			w.xlh = *h
+			if h.Mandatory&xl.FlagJSON != 0 && len(h.ConfigText()) > 0 {
+				// What the restore takes from the configuration: the
+				// domain type and vCPU count (checked strictly in the
+				// libxl and libxc layers).
+				if cfg, err := h.DomainConfig(); err == nil {
+					w.guest = libxl.ParseGuestType(cfg.CInfo.Type)
+					w.vcpus = cfg.BInfo.MaxVCPUs
+				}
+			}
 			w.sum.ConfigBytes = len(h.Config)
 			w.sum.Config = string(h.ConfigText())
 			w.sum.ConfigIsJSON = h.Mandatory&xl.FlagJSON != 0
@@ -264,7 +275,8 @@ func (w *Walker) next() (*Item, error) {
 			w.st = stLibxlHeader
 			return it, nil
 		case stLibxlHeader:
-			w.lr = libxl.NewReaderOptions(w.r, w.off, libxl.Options{Relaxed: w.opt.Relaxed, MaxRecordSize: w.opt.MaxRecordSize, Checkpointed: w.opt.Checkpointed})
+			w.lr = libxl.NewReaderOptions(w.r, w.off, libxl.Options{Relaxed: w.opt.Relaxed, MaxRecordSize: w.opt.MaxRecordSize, Checkpointed: w.opt.Checkpointed,
+				Guest: w.guest, VCPUs: w.vcpus})
 			h, err := w.lr.Header()
 			if err != nil {
 				return nil, err
@@ -352,6 +364,20 @@ func (w *Walker) libxcImage() (*Item, error) {
 	img, dom, err := w.xr.Header()
 	if err != nil {
 		return nil, err
+	}
+	if !w.opt.Relaxed && w.guest != libxl.GuestUnknown {
+		// xc_domain_restore picks the restore ops from the domain the
+		// configuration created: "Unable to restore %s domain into an
+		// x86_pv domain" and the HVM equivalent.
+		want := libxc.DomainX86HVM
+		if w.guest == libxl.GuestPV {
+			want = libxc.DomainX86PV
+		}
+		if dom.Type != want {
+			return nil, &stream.FormatError{Layer: libxc.Layer, Offset: w.off + libxc.ImageHeaderSize, Index: -1, Field: "type",
+				Err:      fmt.Errorf("%w: libxc domain type does not match the configuration's %v guest", stream.ErrValue, w.guest),
+				Expected: want.String(), Actual: dom.Type.String()}
+		}
 	}
 	w.xcHdr, w.xcDom = img, dom
 	w.sum.LibxcVersion = img.Version

@@ -49,6 +49,8 @@ func resentImage(t *testing.T, rounds int) []byte {
 		if r == rounds-1 {
 			items = append(items,
 				Item{Layer: "libxc", Kind: KindRecord, Type: uint32(libxc.TypePageData), Body: pageData(r, 7)},
+				// Xen's restore needs the HVM context by END.
+				Item{Layer: "libxc", Kind: KindRecord, Type: uint32(libxc.TypeHVMContext), Body: []byte("ctx")},
 				Item{Layer: "libxc", Kind: KindRecord, Type: uint32(libxc.TypeEnd)},
 				Item{Layer: "libxl", Kind: KindRecord, Type: uint32(libxl.TypeEnd)})
 			break

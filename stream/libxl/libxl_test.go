@@ -120,7 +120,6 @@ var (
 		{IsLibxc: true, Libxc: []byte("libxc stream ... END")},
 		{Type: TypeEmulatorXenstoreData, Body: emu(EmulatorQemuUpstream, 0, xsData)},
 		{Type: TypeEmulatorContext, Body: emu(EmulatorQemuUpstream, 0, []byte("QEVM\x00\x00\x00\x03"))},
-		{Type: TypeOptionalTest, Body: []byte("optional")},
 		{Type: TypeEnd},
 	}
 	checkpointed = []item{
@@ -141,13 +140,11 @@ var (
 	}
 )
 
-const TypeOptionalTest = OptionalBit | 0x1234
-
 func TestRoundTrip(t *testing.T) {
 	for name, items := range map[string][]item{"pv": plainPV, "hvm": plainHVM, "checkpointed": checkpointed, "back channel": backChannel} {
 		h := Header{Version: Version, Options: OptLegacy}
 		enc := encode(t, h, items)
-		gh, got, err := decode(enc, Options{})
+		gh, got, err := decode(enc, Options{BackChannel: name == "back channel"})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -223,7 +220,7 @@ func TestErrors(t *testing.T) {
 		{"version", hdr(Ident, 3, 0), stream.ErrValue, "version", -1, false},
 		{"reserved options", hdr(Ident, 2, 1<<16), stream.ErrReserved, "options", -1, false},
 		{"big endian", hdr(Ident, 2, OptBigEndian), nil, "options", -1, false},
-		{"no END", good[:len(good)-8], stream.ErrTruncated, "END", 4, true},
+		{"no END", good[:len(good)-8], stream.ErrTruncated, "END", -1, true},
 		{"END with body", encode(t, h, []item{{Type: TypeLibxcContext}, {IsLibxc: true}, {Type: TypeEnd, Body: []byte{1}}}), stream.ErrLength, "length", 1, false},
 		{"LIBXC_CONTEXT with body", encode(t, h, []item{{Type: TypeLibxcContext, Body: []byte{1}}}), stream.ErrLength, "length", 0, false},
 		{"short emulator", encode(t, h, []item{{Type: TypeLibxcContext}, {IsLibxc: true}, {Type: TypeEmulatorContext, Body: []byte{2, 0, 0}}}), stream.ErrLength, "length", 1, false},
@@ -295,13 +292,13 @@ func genItems(t *rapid.T) []item {
 		return b
 	}
 	emuRec := func() item {
-		typ := rapid.SampledFrom([]RecordType{TypeEmulatorContext, TypeEmulatorXenstoreData, OptionalBit | 7}).Draw(t, "emutype")
+		typ := rapid.SampledFrom([]RecordType{TypeEmulatorContext, TypeEmulatorXenstoreData}).Draw(t, "emutype")
 		var data []byte
 		if typ == TypeEmulatorXenstoreData {
 			n := rapid.IntRange(0, 3).Draw(t, "kvs")
 			var kv []KeyValue
 			for i := 0; i < n; i++ {
-				kv = append(kv, KeyValue{rapid.StringMatching(`[a-z/_-]{1,12}`).Draw(t, "k"), rapid.StringMatching(`[ -~]{0,12}`).Draw(t, "v")})
+				kv = append(kv, KeyValue{rapid.StringMatching(`[a-z_-][a-z/_-]{0,11}`).Draw(t, "k") /* libxl wants relative keys */, rapid.StringMatching(`[ -~]{0,12}`).Draw(t, "v")})
 			}
 			data = AppendXenstoreData(nil, kv)
 		} else {
@@ -359,4 +356,79 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+// TestLibxlRestoreRules covers the libxl streams of issue 14 item 3 that
+// libxl 4.17 (libxl_stream_read.c, libxl__restore_emulator_xenstore_data)
+// refuses and strict mode once accepted.
+func TestLibxlRestoreRules(t *testing.T) {
+	h := Header{Version: 2}
+	after := func(recs ...item) []byte {
+		return encode(t, h, append(append([]item{{Type: TypeLibxcContext}, {IsLibxc: true}}, recs...), item{Type: TypeEnd}))
+	}
+	xs := func(kv ...KeyValue) item {
+		return item{Type: TypeEmulatorXenstoreData, Body: emu(EmulatorQemuUpstream, 0, AppendXenstoreData(nil, kv))}
+	}
+	ctx := item{Type: TypeEmulatorContext, Body: emu(EmulatorQemuUpstream, 0, []byte("QEVM"))}
+	cases := []struct {
+		name  string
+		in    []byte
+		opt   Options
+		err   error
+		field string
+		index int
+	}{
+		// "Unrecognised record": libxl has no optional records.
+		{"unknown optional record", after(item{Type: OptionalBit | 0x1234, Body: []byte("opt")}), Options{}, stream.ErrUnknownType, "type", 1},
+		// "Received a xenstore emulator record when none was expected".
+		{"EMULATOR_XENSTORE_DATA in PV", after(xs(KeyValue{"physmap", "1"})), Options{Guest: GuestPV}, stream.ErrOrder, "type", 1},
+		{"EMULATOR_CONTEXT in PVH", after(ctx), Options{Guest: GuestPVH}, stream.ErrOrder, "type", 1},
+		// "empty key found" / "Key in xenstore data not relative".
+		{"absolute xenstore key", after(xs(KeyValue{"physmap", "1"}, KeyValue{"/local/domain/0/x", "1"})), Options{}, stream.ErrValue, "xenstore_data[1].key", 1},
+		{"empty xenstore key", after(xs(KeyValue{"", "1"})), Options{}, stream.ErrValue, "xenstore_data[0].key", 1},
+		// "Unexpected CHECKPOINT_STATE record in stream".
+		{"CHECKPOINT_STATE in a restore stream", encode(t, h, backChannel), Options{}, stream.ErrOrder, "", 0},
+		// A restore stream needs a domain: END before LIBXC_CONTEXT.
+		{"END alone", encode(t, h, []item{{Type: TypeEnd}}), Options{}, stream.ErrOrder, "", 0},
+		{"LIBXC_CONTEXT in the back channel", encode(t, h, plainPV), Options{BackChannel: true}, stream.ErrOrder, "", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := decode(c.in, c.opt)
+			var fe *stream.FormatError
+			if !errors.As(err, &fe) || !errors.Is(err, c.err) || fe.Field != c.field || fe.Index != c.index || fe.TypeName == "" {
+				t.Fatalf("got %v, want %v field %q index %d with a type name", err, c.err, c.field, c.index)
+			}
+			c.opt.Relaxed = true
+			if _, _, err := decode(c.in, c.opt); err != nil {
+				t.Errorf("relaxed: %v", err)
+			}
+		})
+	}
+	// The counterparts pass: emulator records for HVM or an unknown guest,
+	// the back channel when declared.
+	for name, tc := range map[string]struct {
+		in  []byte
+		opt Options
+	}{
+		"HVM emulator records": {after(xs(KeyValue{"physmap/1", "f"}), ctx), Options{Guest: GuestHVM}},
+		"unknown guest":        {after(ctx), Options{}},
+		"back channel":         {encode(t, h, backChannel), Options{BackChannel: true}},
+	} {
+		if _, _, err := decode(tc.in, tc.opt); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// A missing END is reported at the end of input, not as a record that does
+// not exist (issue 14 item 7).
+func TestMissingENDText(t *testing.T) {
+	in := encode(t, Header{Version: 2}, plainPV)
+	in = in[:len(in)-8]
+	_, _, err := decode(in, Options{})
+	want := "libxl: at offset 52, field END: stream truncated: expected an END record, got end of input"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
 }

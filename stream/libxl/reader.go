@@ -3,6 +3,7 @@ package libxl
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/xensr/xensr/stream"
@@ -30,6 +31,58 @@ type Options struct {
 	// Checkpointed declares a checkpointed (Remus/COLO) stream to the
 	// libxc.Reader that Libxc returns.
 	Checkpointed bool
+	// BackChannel declares COLO's back channel, the stream the secondary
+	// sends the primary: CHECKPOINT_STATE records and END, no domain. A
+	// restore stream (the default) refuses both CHECKPOINT_STATE and an
+	// END before LIBXC_CONTEXT, as libxl does.
+	BackChannel bool
+	// Guest is the domain's type from its configuration (c_info.type);
+	// GuestUnknown if not known. libxl refuses EMULATOR_* records unless
+	// the domain is HVM; without Guest, the Reader refuses them after a
+	// PV libxc stream it read through Libxc.
+	Guest GuestType
+	// VCPUs is the domain's vCPU count (b_info.max_vcpus), passed on to
+	// the libxc.Reader (see libxc.Reader.VCPUs); zero if not known.
+	VCPUs int
+}
+
+// A GuestType is libxl's domain type (libxl_domain_type), as the xl
+// configuration's c_info.type names it.
+type GuestType int
+
+// Guest types.
+const (
+	GuestUnknown GuestType = iota
+	GuestHVM
+	GuestPV
+	GuestPVH
+)
+
+// ParseGuestType parses c_info.type: "hvm", "pv" or "pvh"; anything else is
+// GuestUnknown.
+func ParseGuestType(s string) GuestType {
+	switch s {
+	case "hvm":
+		return GuestHVM
+	case "pv":
+		return GuestPV
+	case "pvh":
+		return GuestPVH
+	}
+	return GuestUnknown
+}
+
+// String returns the type as c_info.type spells it.
+func (g GuestType) String() string {
+	switch g {
+	case GuestHVM:
+		return "hvm"
+	case GuestPV:
+		return "pv"
+	case GuestPVH:
+		return "pvh"
+	}
+	return "unknown"
 }
 
 // phase of the reader's state machine.
@@ -76,6 +129,7 @@ func NewReaderOptions(r io.Reader, off int64, opt Options) *Reader {
 
 func (r *Reader) framer(off int64) *stream.Reader {
 	fr := stream.NewReader(r.r, Layer, off)
+	fr.TypeName = typeName
 	fr.MaxRecordSize = r.opt.MaxRecordSize
 	fr.AllowNonZeroPadding = r.opt.Relaxed
 	return fr
@@ -112,6 +166,7 @@ func (r *Reader) Libxc() *libxc.Reader {
 		r.xc = libxc.NewReaderAt(r.r, off)
 		r.xc.Relaxed = r.opt.Relaxed
 		r.xc.Checkpointed = r.opt.Checkpointed
+		r.xc.VCPUs = r.opt.VCPUs
 		if r.opt.MaxRecordSize > 0 {
 			r.xc.SetMaxRecordSize(r.opt.MaxRecordSize)
 		}
@@ -164,9 +219,18 @@ func (r *Reader) errHdr(off int64, field string, err error) error {
 	return &stream.FormatError{Layer: Layer, Offset: off, Index: -1, Field: field, Err: err}
 }
 
-func (r *Reader) errRec(rec Record, field string, err error) error {
-	return &stream.FormatError{Layer: Layer, Offset: rec.Offset, Index: rec.Index, Type: uint32(rec.Type), Field: field, Err: err}
+func (r *Reader) errRec(rec Record, field string, err error) *stream.FormatError {
+	return &stream.FormatError{Layer: Layer, Offset: rec.Offset, Index: rec.Index, Type: uint32(rec.Type), TypeName: rec.Type.String(), Field: field, Err: err}
 }
+
+// errWant is errRec with expected versus actual.
+func (r *Reader) errWant(rec Record, field string, err error, want, got string) error {
+	e := r.errRec(rec, field, err)
+	e.Expected, e.Actual = want, got
+	return e
+}
+
+func typeName(t uint32) string { return RecordType(t).String() }
 
 // Header reads the stream header if it was not read yet and returns it.
 func (r *Reader) Header() (Header, error) {
@@ -237,11 +301,13 @@ func (r *Reader) Next() (Record, error) {
 		if r.opt.Relaxed {
 			return Record{}, io.EOF
 		}
-		return Record{}, &stream.FormatError{Layer: Layer, Offset: r.fr.Offset(), Index: r.index, Field: "END", Err: stream.ErrTruncated}
+		// No record is there to name: the error is at the end of input.
+		return Record{}, &stream.FormatError{Layer: Layer, Offset: r.fr.Offset(), Index: -1, Field: "END", Err: stream.ErrTruncated,
+			Expected: "an END record", Actual: "end of input"}
 	}
 	if err != nil {
 		var fe *stream.FormatError
-		if errors.As(err, &fe) {
+		if errors.As(err, &fe) && fe.Index >= 0 {
 			fe.Index = r.index
 		}
 		return Record{}, err
@@ -273,33 +339,50 @@ func (r *Reader) advance(rec Record) {
 	}
 }
 
-// check validates rec's length, fields and position.
+// check validates rec's length, fields and position: the checks of
+// libxl_stream_read.c's process_record and of
+// libxl__restore_emulator_xenstore_data.
 func (r *Reader) check(rec Record) error {
 	n := len(rec.Body)
 	switch rec.Type {
 	case TypeEnd, TypeLibxcContext, TypeCheckpointEnd:
 		if n != 0 {
-			return r.errRec(rec, "length", stream.ErrLength)
+			return r.errWant(rec, "length", stream.ErrLength, "0 bytes", stream.Bytes(n))
 		}
 	case TypeEmulatorXenstoreData, TypeEmulatorContext:
 		em, err := ParseEmulator(rec.Body)
 		if err != nil {
-			return r.errRec(rec, "length", stream.ErrLength)
+			return r.errWant(rec, "length", stream.ErrLength, "at least 8 bytes", stream.Bytes(n))
 		}
-		if !r.opt.Relaxed && em.ID > EmulatorQemuUpstream {
-			return r.errRec(rec, "emulator_id", stream.ErrValue)
+		if r.opt.Relaxed {
+			break
 		}
-		if rec.Type == TypeEmulatorXenstoreData && !r.opt.Relaxed {
-			if _, err := ParseXenstoreData(em.Data); err != nil {
+		if g := r.guest(); g != GuestHVM && g != GuestUnknown {
+			return r.errWant(rec, "type", fmt.Errorf("%w: emulator record for a %v domain", stream.ErrOrder, g), "an HVM domain", g.String())
+		}
+		if em.ID > EmulatorQemuUpstream {
+			return r.errWant(rec, "emulator_id", stream.ErrValue, "0, 1 or 2", fmt.Sprintf("%d", em.ID))
+		}
+		if rec.Type == TypeEmulatorXenstoreData {
+			kv, err := ParseXenstoreData(em.Data)
+			if err != nil {
 				return r.errRec(rec, "xenstore_data", errors.Join(stream.ErrValue, err))
+			}
+			for i, e := range kv {
+				if e.Key == "" || e.Key[0] == '/' {
+					return r.errWant(rec, fmt.Sprintf("xenstore_data[%d].key", i), fmt.Errorf("%w: xenstore key not relative", stream.ErrValue),
+						"a non-empty relative path", fmt.Sprintf("%q", e.Key))
+				}
 			}
 		}
 	case TypeCheckpointState:
 		if n == 0 || (!r.opt.Relaxed && n != 4) {
-			return r.errRec(rec, "length", stream.ErrLength)
+			return r.errWant(rec, "length", stream.ErrLength, "4 bytes", stream.Bytes(n))
 		}
 	default:
-		if rec.Type&OptionalBit == 0 && !r.opt.Relaxed {
+		// libxl has no optional records: "Unrecognised record" for any
+		// type it does not know, optional bit or not.
+		if !r.opt.Relaxed {
 			return r.errRec(rec, "type", stream.ErrUnknownType)
 		}
 	}
@@ -307,20 +390,56 @@ func (r *Reader) check(rec Record) error {
 		return nil
 	}
 	ok := true
+	want := ""
 	switch rec.Type {
 	case TypeEnd:
-		ok = r.phase == phaseAfterXC || (r.phase == phaseBeforeXC && r.states > 0) // back channel
+		if r.opt.BackChannel {
+			ok, want = r.phase == phaseBeforeXC, "END of the back channel"
+		} else {
+			ok, want = r.phase == phaseAfterXC, "END after the libxc stream"
+		}
 	case TypeLibxcContext:
-		ok = r.phase == phaseBeforeXC && r.libxcs == 0
+		ok, want = r.phase == phaseBeforeXC && r.libxcs == 0 && !r.opt.BackChannel, "one LIBXC_CONTEXT, first, in a restore stream"
 	case TypeEmulatorXenstoreData, TypeEmulatorContext:
-		ok = r.phase == phaseAfterXC || r.phase == phaseCheckpoint
+		ok, want = r.phase == phaseAfterXC || r.phase == phaseCheckpoint, "after the libxc stream or checkpoint"
 	case TypeCheckpointEnd:
-		ok = r.phase == phaseCheckpoint
+		ok, want = r.phase == phaseCheckpoint, "after a libxc CHECKPOINT"
 	case TypeCheckpointState:
-		ok = r.phase == phaseBeforeXC && r.libxcs == 0 // COLO back channel
+		ok, want = r.opt.BackChannel && r.phase == phaseBeforeXC, "only in COLO's back channel (Options.BackChannel)"
 	}
 	if !ok {
-		return r.errRec(rec, "", stream.ErrOrder)
+		return r.errWant(rec, "", stream.ErrOrder, want, rec.Type.String()+" "+r.phase.String())
 	}
 	return nil
+}
+
+// guest returns the domain type: Options.Guest, or PV when the libxc
+// stream read through Libxc was PV, or GuestUnknown.
+func (r *Reader) guest() GuestType {
+	if r.opt.Guest != GuestUnknown {
+		return r.opt.Guest
+	}
+	if r.xc != nil {
+		if _, dom, err := r.xc.Header(); err == nil && dom.Type == libxc.DomainX86PV {
+			return GuestPV
+		}
+	}
+	return GuestUnknown
+}
+
+// String describes the phase for errors.
+func (p phase) String() string {
+	switch p {
+	case phaseHeader:
+		return "before the header"
+	case phaseBeforeXC:
+		return "before LIBXC_CONTEXT"
+	case phaseInXC:
+		return "inside the libxc stream"
+	case phaseAfterXC:
+		return "after the libxc stream"
+	case phaseCheckpoint:
+		return "inside a checkpoint"
+	}
+	return "after END"
 }

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 
 	"github.com/xensr/xensr/stream"
@@ -127,8 +128,10 @@ type Options struct {
 	// MaxOptionalData caps the optional data length; zero means
 	// DefaultMaxOptionalData.
 	MaxOptionalData int
-	// Relaxed accepts unknown mandatory flags and a missing FlagStreamV2
-	// (which xl would refuse, or hand to the legacy v1 reader).
+	// Relaxed accepts what xl's restore would refuse: unknown mandatory
+	// flags, a missing FlagStreamV2 (the legacy v1 reader's), a
+	// big-endian header ("wrong byte order" on x86) and, with FlagJSON, a
+	// configuration that is not libxl JSON.
 	Relaxed bool
 }
 
@@ -188,6 +191,12 @@ func parseFixed(fixed []byte, r io.Reader, opt Options) (*Header, error) {
 	default:
 		return nil, errAt(32, "byteorder", stream.ErrValue)
 	}
+	if h.BigEndian && !opt.Relaxed {
+		// xl compares the marker in its own (x86: little-endian) order:
+		// "File has wrong byte order".
+		return nil, &stream.FormatError{Layer: Layer, Offset: 32, Index: -1, Field: "byteorder", Err: fmt.Errorf("%w: big-endian header", stream.ErrValue),
+			Expected: "04 03 02 01 (little-endian)", Actual: "01 02 03 04 (big-endian)"}
+	}
 	o := h.order()
 	h.Mandatory = o.Uint32(fixed[36:40])
 	h.Optional = o.Uint32(fixed[40:44])
@@ -224,6 +233,12 @@ func parseFixed(fixed []byte, r io.Reader, opt Options) (*Header, error) {
 	h.Config = data[4 : 4+cl : 4+cl]
 	if rest := data[4+cl:]; len(rest) > 0 {
 		h.Extra = rest
+	}
+	if !opt.Relaxed && h.Mandatory&FlagJSON != 0 {
+		// xl hands the configuration to libxl's JSON parser.
+		if _, err := h.DomainConfig(); err != nil {
+			return nil, err
+		}
 	}
 	return h, nil
 }
