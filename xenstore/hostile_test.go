@@ -139,7 +139,7 @@ func drain(w *xenstore.Watch) (plain []xenstore.Event, lost, overflows int) {
 
 // TestWatchQueueBounded: a daemon sending many huge watch events to a
 // watcher that does not read costs the client a bounded live heap (before
-// the bound, 300 events of 1 MiB each were all held: about 300 MiB), and
+// the bound, 100 events of 1 MiB each were all held: 100 MiB), and
 // the watcher learns how many events it lost.
 func TestWatchQueueBounded(t *testing.T) {
 	s := xenstoretest.NewServer()
@@ -156,18 +156,19 @@ func TestWatchQueueBounded(t *testing.T) {
 	}
 	huge := "/w/" + strings.Repeat("x", xenstore.ReplyMax-64)
 	before := memNow()
-	fireAndSync(t, ctx, s, c, huge, 300)
+	const n = 100 // each 1 MiB: 100 MiB held before the bound
+	fireAndSync(t, ctx, s, c, huge, n)
 	_, live := memSince(before)
-	t.Logf("live heap after 300 events of %d bytes: %+.1f MiB", len(huge), float64(live)/(1<<20))
+	t.Logf("live heap after %d events of %d bytes: %+.1f MiB", n, len(huge), float64(live)/(1<<20))
 	// Bound: the read buffer (ReplyMax) plus WatchBuffer events of
 	// AbsPathMax bytes, and slack.
 	if limit := int64(xenstore.ReplyMax + xenstore.WatchBuffer*xenstore.AbsPathMax + 4<<20); live > limit {
 		t.Errorf("live heap grew by %d bytes holding watch events, bound %d", live, limit)
 	}
 	plain, lost, overflows := drain(w)
-	// 301 events: the watch's first one and 300 too long to queue.
-	if len(plain)+lost != 301 || lost < 300 || overflows == 0 || w.Dropped() != lost {
-		t.Errorf("plain %d + lost %d (in %d overflow events, Dropped %d), want 1 + 300", len(plain), lost, overflows, w.Dropped())
+	// n+1 events: the watch's first one and n too long to queue.
+	if len(plain)+lost != n+1 || lost < n || overflows == 0 || w.Dropped() != lost {
+		t.Errorf("plain %d + lost %d (in %d overflow events, Dropped %d), want 1 + %d", len(plain), lost, overflows, w.Dropped(), n)
 	}
 	runtime.KeepAlive(w)
 }
