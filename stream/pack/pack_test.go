@@ -104,8 +104,9 @@ func checkPages(t *testing.T, img []byte, opt Options, f *File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(want) != len(f.pages) {
-		t.Fatalf("index has %d (round, pfn) pairs, image %d", len(f.pages), len(want))
+	f.once.Do(f.buildTable)
+	if len(want) != len(f.table) {
+		t.Fatalf("index has %d (round, pfn) pairs, image %d", len(f.table), len(want))
 	}
 	for k, d := range want {
 		got, err := f.Page(int(k[0]), k[1])
@@ -486,7 +487,7 @@ func TestLyingBlocks(t *testing.T) {
 		{"first id", kindPages, func(raw []byte) []byte { raw[0] = 2; return raw }, "starts at id 2"},
 		{"page count", kindPages, func(raw []byte) []byte { return raw[:len(raw)-1] }, "page block of"},
 		{"forward reference", kindSkeleton, func(raw []byte) []byte {
-			return append(raw, 'R', 1, 0, 0, 0, 0xff, 0xff, 0, 0)
+			return append(raw, 'D', 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 'R', 1, 0, 0, 0, 0xff, 0xff, 0, 0)
 		}, "before it is made"},
 		{"unknown op", kindSkeleton, func(raw []byte) []byte { return append(raw, 'Q', 0, 0, 0, 0) }, "op 0x51"},
 	}
@@ -500,7 +501,7 @@ func TestLyingBlocks(t *testing.T) {
 	}
 	bad := bytes.Clone(packed)
 	binary.LittleEndian.PutUint32(bad[len(Magic):], 0)
-	if err := Unpack(io.Discard, bytes.NewReader(bad)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "window 0") {
+	if err := Unpack(io.Discard, bytes.NewReader(bad)); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "window: packed image corrupt: expected 1 to 262144 pages, got 0") {
 		t.Errorf("window 0: %v", err)
 	}
 }

@@ -2,11 +2,14 @@ package pack
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"runtime"
+	"slices"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -36,22 +39,53 @@ func readHeader(r io.Reader, off int64) (block, error) {
 	if kind != kindSkeleton && kind != kindPages && kind != kindIndex {
 		return block{}, formatErr(off, fmt.Sprintf("block kind %#x", kind), ErrCorrupt)
 	}
-	if rawLen > MaxBlock || compLen > MaxBlock+MaxBlock/8 {
-		return block{}, formatErr(off, fmt.Sprintf("block lengths %d/%d", rawLen, compLen), ErrCorrupt)
+	maxRaw := uint64(MaxBlock)
+	if kind == kindPages {
+		maxRaw = maxPageBlock
+	}
+	if uint64(rawLen) > maxRaw {
+		return block{}, sizeErr(off, fmt.Sprintf("%c block raw length", kind), ErrLimit, fmt.Sprintf("at most %d", maxRaw), rawLen)
+	}
+	if bound := compBound(rawLen); uint64(compLen) > bound {
+		return block{}, sizeErr(off, fmt.Sprintf("%c block compressed length", kind), ErrCorrupt, fmt.Sprintf("at most %d for %d raw bytes", bound, rawLen), compLen)
+	}
+	if uint64(rawLen) > maxRatio*uint64(compLen) {
+		return block{}, sizeErr(off, fmt.Sprintf("%c block raw length", kind), ErrCorrupt, fmt.Sprintf("at most %d for %d compressed bytes (zstd)", maxRatio*uint64(compLen), compLen), rawLen)
 	}
 	return block{kind: kind, off: off, size: blockHeader + int64(compLen), rawLen: rawLen, crc: binary.LittleEndian.Uint32(h[9:])}, nil
 }
 
+// compBound is the most a zstd frame of raw bytes may take (stored blocks
+// of 128 KiB with 3-byte headers, a frame header: well within this).
+func compBound(raw uint32) uint64 { return uint64(raw) + uint64(raw)>>8 + 64 }
+
 // readBlock reads the block at off with its compressed bytes and checks
-// their CRC.
+// their CRC. The buffer grows with what arrives, so a header that lies
+// about its length on a short input costs little.
 func readBlock(r io.Reader, off int64) (block, error) {
 	b, err := readHeader(r, off)
 	if err != nil {
 		return b, err
 	}
-	b.comp = make([]byte, b.size-blockHeader)
-	if _, err := io.ReadFull(r, b.comp); err != nil {
-		return block{}, formatErr(off, "block data", ErrTruncated)
+	return readBody(r, b)
+}
+
+// readBody reads the compressed bytes of block b, whose header was just
+// read, and checks their CRC.
+func readBody(r io.Reader, b block) (block, error) {
+	off := b.off
+	n := int(b.size - blockHeader)
+	b.comp = make([]byte, 0, min(n, 1<<20))
+	for len(b.comp) < n {
+		k := min(n-len(b.comp), max(cap(b.comp)-len(b.comp), len(b.comp)))
+		if cap(b.comp)-len(b.comp) < k {
+			b.comp = append(b.comp, make([]byte, k)...)[:len(b.comp)]
+		}
+		got, err := io.ReadFull(r, b.comp[len(b.comp):len(b.comp)+k])
+		b.comp = b.comp[:len(b.comp)+got]
+		if err != nil {
+			return block{}, sizeErr(off, "block data", ErrTruncated, fmt.Sprintf("%d bytes", n), fmt.Sprintf("%d bytes", len(b.comp)))
+		}
 	}
 	if crc32.Checksum(b.comp, castagnoli) != b.crc {
 		return block{}, formatErr(off, "block", ErrChecksum)
@@ -111,8 +145,11 @@ func readFileHeader(r io.Reader) (uint32, error) {
 		return 0, formatErr(0, "magic", ErrMagic)
 	}
 	w := binary.LittleEndian.Uint32(h[len(Magic):])
-	if w == 0 || w > MaxWindow {
-		return 0, formatErr(int64(len(Magic)), fmt.Sprintf("window %d", w), ErrCorrupt)
+	if w == 0 {
+		return 0, sizeErr(int64(len(Magic)), "window", ErrCorrupt, fmt.Sprintf("1 to %d pages", MaxWindow), w)
+	}
+	if w > MaxWindow {
+		return 0, sizeErr(int64(len(Magic)), "window", ErrLimit, fmt.Sprintf("1 to %d pages", MaxWindow), w)
 	}
 	return w, nil
 }
@@ -153,6 +190,7 @@ func (s *pageStore) pages(id, n uint32) ([]byte, error) {
 // closed once it is decoded (or failed).
 type fetched struct {
 	b       block
+	cost    int64 // bytes taken from the read-ahead budget
 	err     error
 	trailer [trailerSz]byte
 	done    chan struct{}
@@ -160,8 +198,10 @@ type fetched struct {
 
 // Unpack reads a packed image from r front to back and writes the original
 // image to w. Blocks are decompressed on every core, ahead of the writing;
-// it keeps at most the file's dedupe window of pages (plus one block) in
-// memory.
+// it keeps at most the file's dedupe window of pages (plus a page block at
+// each edge) and 32 MiB of blocks read ahead (see the package doc), and
+// refuses a declared size past its limits before allocating or writing
+// for it.
 func Unpack(w io.Writer, r io.Reader) error {
 	window, err := readFileHeader(r)
 	if err != nil {
@@ -170,8 +210,10 @@ func Unpack(w io.Writer, r io.Reader) error {
 	ahead := 2 * runtime.GOMAXPROCS(0)
 	queue := make(chan *fetched, ahead)
 	stop, stopped := make(chan struct{}), make(chan struct{})
+	budget := newBudget(aheadBudget)
 	defer func() {
 		close(stop)
+		budget.close()
 		<-stopped // r is not read once Unpack has returned
 	}()
 	go func() {
@@ -180,7 +222,16 @@ func Unpack(w io.Writer, r io.Reader) error {
 		off := int64(fileHeader)
 		for {
 			f := &fetched{done: make(chan struct{})}
-			f.b, f.err = readBlock(r, off)
+			f.b, f.err = readHeader(r, off)
+			if f.err == nil {
+				// What this block will hold, compressed and raw, waits
+				// for room among the blocks read ahead.
+				f.cost = f.b.size + int64(f.b.rawLen)
+				if !budget.take(f.cost) {
+					return
+				}
+				f.b, f.err = readBody(r, f.b)
+			}
 			last := f.err != nil || f.b.kind == kindIndex
 			if f.err == nil && f.b.kind == kindIndex {
 				if _, err := io.ReadFull(r, f.trailer[:]); err != nil {
@@ -236,10 +287,19 @@ func Unpack(w io.Writer, r io.Reader) error {
 				return formatErr(end, fmt.Sprintf("trailer names the index at %d, found at %d", got, b.off), ErrCorrupt)
 			}
 			if ex.next != store.next {
-				return formatErr(b.off, fmt.Sprintf("skeleton uses %d new pages, page blocks hold %d", ex.next-1, store.next-1), ErrCorrupt)
+				return sizeErr(b.off, "new pages", ErrCorrupt, fmt.Sprintf("%d (in the page blocks)", store.next-1), fmt.Sprintf("%d (in the skeleton)", ex.next-1))
+			}
+			if nocc, err := indexOccurrences(b); err != nil {
+				return err
+			} else if nocc != ex.pages {
+				return sizeErr(b.off, "index occurrences", ErrCorrupt, fmt.Sprintf("%d (pages in the skeleton)", ex.pages), nocc)
 			}
 			return bw.Flush()
 		}
+		// The block is written (a page block's bytes count in the window
+		// now): its room goes to the blocks behind it.
+		f.b.raw = nil
+		budget.give(f.cost)
 	}
 	return formatErr(0, "index", ErrTruncated) // not reached: the reader ends with the index or an error
 }
@@ -247,7 +307,28 @@ func Unpack(w io.Writer, r io.Reader) error {
 var zeros [16 * pageSize]byte
 
 // An expander writes skeleton ops; next is the id the next new page gets.
-type expander struct{ next uint32 }
+// Every page a run op stands for has its entry in a PFN list before it
+// (a words op: Pack writes each PAGE_DATA's list before its pages), so
+// credit, the words not yet matched by pages, bounds the runs: a file
+// cannot make Unpack write more than 512 pages' bytes per 8 bytes of
+// skeleton it decompressed. pages counts the pages written.
+type expander struct {
+	next          uint32
+	credit, pages uint64
+}
+
+// run checks a run op of n pages against MaxRun and the credit.
+func (e *expander) run(b block, op byte, n uint32) error {
+	if n > MaxRun {
+		return sizeErr(b.off, fmt.Sprintf("skeleton: %c run", op), ErrLimit, fmt.Sprintf("at most %d pages (one record)", MaxRun), n)
+	}
+	if uint64(n) > e.credit {
+		return sizeErr(b.off, fmt.Sprintf("skeleton: %c run", op), ErrLimit, fmt.Sprintf("at most %d pages (PFN entries not yet used)", e.credit), n)
+	}
+	e.credit -= uint64(n)
+	e.pages += uint64(n)
+	return nil
+}
 
 // expand writes a skeleton block's ops to w, taking pages from the store.
 // With a nil store, pages are skipped and only literals are written.
@@ -276,14 +357,15 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 			if uint64(n)*8 > uint64(len(ops)) {
 				return bad("word list past the block")
 			}
+			e.credit += uint64(n)
 			undoXform(xformTable, ops[:8*n], 0)
 			if _, err := w.Write(ops[:8*n]); err != nil {
 				return err
 			}
 			ops = ops[8*n:]
 		case runZero:
-			if n > MaxBlock {
-				return bad("zero run too long")
+			if err := e.run(b, op, n); err != nil {
+				return err
 			}
 			for left := int(n) * pageSize; left > 0 && store != nil; {
 				k, err := w.Write(zeros[:min(left, len(zeros))])
@@ -295,6 +377,9 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 		case runNew:
 			if uint64(e.next)+uint64(n) > 1<<32 {
 				return bad("new-page run too long")
+			}
+			if err := e.run(b, op, n); err != nil {
+				return err
 			}
 			for i := uint32(0); i < n && store != nil; {
 				p, err := store.pages(e.next+i, n-i)
@@ -310,6 +395,9 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 		case runDup:
 			if uint64(n)*4 > uint64(len(ops)) {
 				return bad("page references past the block")
+			}
+			if err := e.run(b, op, n); err != nil {
+				return err
 			}
 			for i := uint32(0); i < n; i++ {
 				id := binary.LittleEndian.Uint32(ops[4*i:])
@@ -335,12 +423,18 @@ func (e *expander) expand(w io.Writer, b block, store *pageStore) error {
 	return nil
 }
 
-// A File is a packed image opened for random access.
+// A File is a packed image opened for random access. Open keeps the index
+// block as it is (at most MaxBlock bytes) and checks it; the table that
+// finds a page is built by the first Page call.
 type File struct {
 	r       io.ReaderAt
-	pages   map[[2]uint64]uint32 // (round, pfn) -> page id, last occurrence
+	occ     []byte // the index's occurrence columns (varints, see format.go)
+	idxOff  int64  // offset of the index block
 	pblocks []pblock
 	skel    []int64 // offsets of skeleton blocks
+
+	once  sync.Once
+	table []occurrence // sorted by round and PFN, last occurrence of each
 	// Occurrences counts the page occurrences in the index; Unique the
 	// distinct non-zero pages; Window is the dedupe window in pages.
 	Occurrences, Unique int
@@ -353,11 +447,21 @@ type pblock struct {
 	off          int64
 }
 
+// An occurrence is one entry of the page table: 16 bytes a page.
+type occurrence struct {
+	pfn   uint64
+	round uint32
+	id    uint32
+}
+
 // Open reads the trailer, the index and the block chain of a packed file of
-// size bytes; no page block is decompressed.
+// size bytes; no page or skeleton block is decompressed. It holds the
+// index block (at most MaxBlock raw bytes, plus its compressed bytes while
+// it is read) and 16 bytes per page block and 8 per skeleton block; the
+// first Page call adds 16 bytes per page occurrence.
 func Open(r io.ReaderAt, size int64) (*File, error) {
 	if size < int64(fileHeader)+trailerSz {
-		return nil, formatErr(size, "file shorter than header and trailer", ErrTruncated)
+		return nil, sizeErr(size, "file", ErrTruncated, fmt.Sprintf("at least %d bytes (header and trailer)", int64(fileHeader)+trailerSz), size)
 	}
 	window, err := readFileHeader(io.NewSectionReader(r, 0, fileHeader))
 	if err != nil {
@@ -369,7 +473,32 @@ func Open(r io.ReaderAt, size int64) (*File, error) {
 	}
 	idxOff := int64(binary.LittleEndian.Uint64(tr[8:]))
 	if idxOff < int64(fileHeader) || idxOff >= size-trailerSz {
-		return nil, formatErr(size-trailerSz, "index offset", ErrCorrupt)
+		return nil, sizeErr(size-trailerSz, "index offset", ErrCorrupt, fmt.Sprintf("%d to %d", fileHeader, size-trailerSz-1), idxOff)
+	}
+	f := &File{r: r, Size: size, Window: int(window)}
+	// Walk the block headers to find where each block lies; the skeleton's
+	// raw length bounds the page occurrences (8 bytes of PFN list each).
+	var pbOffs []int64
+	var skelRaw uint64
+	off := int64(fileHeader)
+	for off < idxOff {
+		b, err := readHeader(io.NewSectionReader(r, off, blockHeader), off)
+		if err != nil {
+			return nil, err
+		}
+		switch b.kind {
+		case kindPages:
+			pbOffs = append(pbOffs, off)
+		case kindSkeleton:
+			f.skel = append(f.skel, off)
+			skelRaw += uint64(b.rawLen)
+		default:
+			return nil, formatErr(off, "second index block", ErrCorrupt)
+		}
+		off += b.size
+	}
+	if off != idxOff {
+		return nil, sizeErr(off, "block chain", ErrCorrupt, fmt.Sprintf("to end at the index (offset %d)", idxOff), fmt.Sprintf("end at %d", off))
 	}
 	ib, err := readBlock(io.NewSectionReader(r, idxOff, size-trailerSz-idxOff), idxOff)
 	if err == nil {
@@ -381,66 +510,60 @@ func Open(r io.ReaderAt, size int64) (*File, error) {
 	if ib.kind != kindIndex {
 		return nil, formatErr(idxOff, "index block kind", ErrCorrupt)
 	}
-	f := &File{r: r, pages: map[[2]uint64]uint32{}, Size: size, Window: int(window)}
-	if err := f.readIndex(ib); err != nil {
+	if err := f.readIndex(ib, pbOffs, skelRaw); err != nil {
 		return nil, err
-	}
-	// Walk the block headers to find where each block lies.
-	off, pi := int64(fileHeader), 0
-	for off < idxOff {
-		b, err := readHeader(io.NewSectionReader(r, off, blockHeader), off)
-		if err != nil {
-			return nil, err
-		}
-		switch b.kind {
-		case kindPages:
-			if pi >= len(f.pblocks) {
-				return nil, formatErr(off, "page block not in the index", ErrCorrupt)
-			}
-			f.pblocks[pi].off = off
-			pi++
-		case kindSkeleton:
-			f.skel = append(f.skel, off)
-		default:
-			return nil, formatErr(off, "second index block", ErrCorrupt)
-		}
-		off += b.size
-	}
-	if off != idxOff || pi != len(f.pblocks) {
-		return nil, formatErr(off, "block chain does not meet the index", ErrCorrupt)
 	}
 	return f, nil
 }
 
-// readIndex decodes the index block: the page blocks, then the varint
-// columns of page occurrences (see format.go).
-func (f *File) readIndex(ib block) error {
+// readIndex checks the index block: the page blocks (as many as the chain
+// holds), then the varint columns of page occurrences (see format.go), no
+// more of them than the skeleton's PFN lists can hold. It keeps the columns
+// as they are.
+func (f *File) readIndex(ib block, pbOffs []int64, skelRaw uint64) error {
 	idx := ib.raw
 	bad := func(what string) error { return formatErr(ib.off, "index: "+what, ErrCorrupt) }
-	if len(idx) < 4 {
-		return bad("short")
+	if _, err := indexOccurrences(ib); err != nil { // checks the table's length
+		return err
 	}
-	np := uint64(binary.LittleEndian.Uint32(idx))
+	n := uint64(binary.LittleEndian.Uint32(idx))
+	if n != uint64(len(pbOffs)) {
+		return sizeErr(ib.off, "index page blocks", ErrCorrupt, fmt.Sprintf("%d (in the block chain)", len(pbOffs)), n)
+	}
 	idx = idx[4:]
-	if np*8+8 > uint64(len(idx)) {
-		return bad(fmt.Sprintf("%d page blocks", np))
-	}
 	next := uint32(1)
-	for i := uint64(0); i < np; i++ {
-		pb := pblock{first: binary.LittleEndian.Uint32(idx[i*8:]), count: binary.LittleEndian.Uint32(idx[i*8+4:])}
-		if pb.first != next || pb.count == 0 || pb.count > pagesPerP {
+	f.pblocks = make([]pblock, 0, n)
+	for i := uint64(0); i < n; i++ {
+		pb := pblock{first: binary.LittleEndian.Uint32(idx[i*8:]), count: binary.LittleEndian.Uint32(idx[i*8+4:]), off: pbOffs[i]}
+		if pb.first != next || pb.count == 0 || pb.count > pagesPerP || uint64(next)+uint64(pb.count) > 1<<32 {
 			return bad(fmt.Sprintf("page block %d: ids %d+%d", i, pb.first, pb.count))
 		}
 		next += pb.count
 		f.pblocks = append(f.pblocks, pb)
 		f.Unique += int(pb.count)
 	}
-	idx = idx[np*8:]
+	idx = idx[n*8:]
 	nocc := binary.LittleEndian.Uint64(idx)
 	idx = idx[8:]
 	if nocc > uint64(len(idx))/3 {
-		return bad(fmt.Sprintf("%d occurrences in %d bytes", nocc, len(idx)))
+		return sizeErr(ib.off, "index occurrences", ErrCorrupt, fmt.Sprintf("at most %d (3 bytes each in %d bytes)", len(idx)/3, len(idx)), nocc)
 	}
+	if nocc > skelRaw/8 {
+		return sizeErr(ib.off, "index occurrences", ErrLimit, fmt.Sprintf("at most %d (PFN entries the %d skeleton bytes can hold)", skelRaw/8, skelRaw), nocc)
+	}
+	f.occ, f.idxOff = idx, ib.off
+	if err := f.occurrences(nocc, next, func(uint32, uint64, uint32) {}); err != nil {
+		return err
+	}
+	f.Occurrences = int(nocc)
+	return nil
+}
+
+// occurrences decodes the occurrence columns, calling fn for each, and
+// checks every id against next (the first id no page block holds).
+func (f *File) occurrences(nocc uint64, next uint32, fn func(round uint32, pfn uint64, id uint32)) error {
+	idx := f.occ
+	bad := func(what string) error { return formatErr(f.idxOff, "index: "+what, ErrCorrupt) }
 	var round int64
 	pfn, lastID := ^uint64(0), uint32(0)
 	for i := uint64(0); i < nocc; i++ {
@@ -465,13 +588,57 @@ func (f *File) readIndex(ib block) error {
 		if round < 0 || round > 1<<31 {
 			return bad(fmt.Sprintf("occurrence %d: round %d", i, round))
 		}
-		f.pages[[2]uint64{uint64(round), pfn}] = id
+		fn(uint32(round), pfn, id)
 	}
 	if len(idx) != 0 {
 		return bad(fmt.Sprintf("%d bytes after the occurrences", len(idx)))
 	}
-	f.Occurrences = int(nocc)
 	return nil
+}
+
+// buildTable makes the sorted page table from the checked index.
+func (f *File) buildTable() {
+	next := uint32(1)
+	if n := len(f.pblocks); n > 0 {
+		next = f.pblocks[n-1].first + f.pblocks[n-1].count
+	}
+	t := make([]occurrence, 0, f.Occurrences)
+	f.occurrences(uint64(f.Occurrences), next, func(round uint32, pfn uint64, id uint32) {
+		t = append(t, occurrence{pfn: pfn, round: round, id: id})
+	})
+	slices.SortStableFunc(t, func(a, b occurrence) int {
+		if c := cmp.Compare(a.round, b.round); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pfn, b.pfn)
+	})
+	// Keep the last occurrence of each (round, PFN).
+	out := t[:0]
+	for i := range t {
+		if i+1 < len(t) && t[i+1].round == t[i].round && t[i+1].pfn == t[i].pfn {
+			continue
+		}
+		out = append(out, t[i])
+	}
+	f.table = slices.Clip(out)
+}
+
+// lookup returns the id of the page saved for pfn in round.
+func (f *File) lookup(round int, pfn uint64) (uint32, bool) {
+	f.once.Do(f.buildTable)
+	if round < 0 || round > 1<<31 {
+		return 0, false
+	}
+	i, ok := slices.BinarySearchFunc(f.table, occurrence{pfn: pfn, round: uint32(round)}, func(a, b occurrence) int {
+		if c := cmp.Compare(a.round, b.round); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pfn, b.pfn)
+	})
+	if !ok {
+		return 0, false
+	}
+	return f.table[i].id, true
 }
 
 func (f *File) block(off int64, undo bool) (block, error) {
@@ -485,7 +652,7 @@ func (f *File) block(off int64, undo bool) (block, error) {
 // Page returns the contents of PFN pfn as saved in checkpoint round round
 // (the last copy sent in that round), decompressing one page block.
 func (f *File) Page(round int, pfn uint64) ([]byte, error) {
-	id, ok := f.pages[[2]uint64{uint64(round), pfn}]
+	id, ok := f.lookup(round, pfn)
 	if !ok {
 		return nil, fmt.Errorf("pack: round %d pfn %#x: %w", round, pfn, ErrNoPage)
 	}
@@ -524,4 +691,59 @@ func (f *File) NonPage(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// indexOccurrences returns the number of page occurrences an index block
+// declares (after its page-block table).
+func indexOccurrences(ib block) (uint64, error) {
+	idx := ib.raw
+	if len(idx) < 4 {
+		return 0, formatErr(ib.off, "index", ErrCorrupt)
+	}
+	np := uint64(binary.LittleEndian.Uint32(idx))
+	if 4+np*8+8 > uint64(len(idx)) {
+		return 0, sizeErr(ib.off, "index page blocks", ErrCorrupt, fmt.Sprintf("at most %d in %d bytes", (uint64(len(idx))-12)/8, len(idx)), np)
+	}
+	return binary.LittleEndian.Uint64(idx[4+np*8:]), nil
+}
+
+// A budget bounds the bytes of blocks read ahead: take waits until n fits
+// (or nothing else is held, so one large block always passes), give
+// returns them; close wakes and fails every waiter.
+type budget struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	held   int64
+	limit  int64
+	closed bool
+}
+
+func newBudget(limit int64) *budget {
+	b := &budget{limit: limit}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.closed && b.held > 0 && b.held+n > b.limit {
+		b.cond.Wait()
+	}
+	b.held += n
+	return !b.closed
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.held -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
