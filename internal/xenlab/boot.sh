@@ -22,6 +22,10 @@ qemu=(qemu-system-x86_64 -machine pc -accel tcg,thread=multi -cpu "$CPU" -smp "$
 	-kernel "$CACHE/xen" -append "$xen_args"
 	-initrd "$CACHE/vmlinuz $dom0_args,$CACHE/dom0.cpio.gz"
 	-virtfs "local,path=$DIR,mount_tag=xensr,security_model=none,id=xensr")
+# XENSR_LAB_QEMU_ARGS: extra QEMU arguments (word-split), e.g. the private
+# link of internal/xenlab/pair.sh.
+read -r -a extra <<<"${XENSR_LAB_QEMU_ARGS:-}"
+qemu+=("${extra[@]}")
 
 "${qemu[@]}" </dev/null >"$LOG" 2>&1 &
 pid=$!

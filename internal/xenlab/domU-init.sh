@@ -103,6 +103,17 @@ agent() {
 }
 agent &
 
+# xenlab.dirty=N on the kernel command line: rewrite N MiB of a tmpfs file
+# with fresh random bytes every second (a memory-dirtying workload for the
+# migration lab, internal/xenlab/pair.sh).
+for a in $(cat /proc/cmdline); do
+	case "$a" in xenlab.dirty=*)
+		n=${a#xenlab.dirty=}
+		(while :; do dd if=/dev/urandom of=/tmp/dirty bs=1M count="$n" conv=notrunc 2>/dev/null; sleep 1; done) &
+		echo "XENLAB-DOMU dirtying $n MiB/s" ;;
+	esac
+done
+
 i=0
 while :; do
 	echo "XENLAB-DOMU counter=$i"
