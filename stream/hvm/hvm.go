@@ -16,6 +16,8 @@
 // 4.20, without pending_esr) or 32 bytes (4.21 and later), a CPU entry in
 // the compat layout. Entry.Length keeps the body length as found, so Encode
 // writes the same layout back and a decoded context re-encodes byte for byte.
+// (An empty body of such a type, which Xen loads as all zeroes, decodes as
+// *Raw.)
 //
 // Malformed input fails with a *stream.FormatError of layer "hvm" naming
 // the byte offset of the entry's descriptor, the entry index, its typecode
@@ -190,6 +192,10 @@ func decodeBody(tc Typecode, body []byte) (Record, error) {
 		le.PutUint32(full[1016:], cc.PendingEvent)
 		le.PutUint32(full[1020:], cc.ErrorCode)
 		rec.decode(full)
+	case info.zeroExtend && len(body) == 0:
+		// Xen loads it as all zeroes; kept raw, as Entry.Length 0 means
+		// the current layout to Encode.
+		return &Raw{Code: tc, Data: []byte{}}, nil
 	case info.zeroExtend && len(body) < info.size:
 		full := make([]byte, info.size)
 		copy(full, body)

@@ -338,8 +338,10 @@ func jsonName(f reflect.StructField) string {
 	return name
 }
 
-// decodeObject decodes b into the struct v points to, and keeps the keys v
-// does not name and the named keys whose values are zero in u.
+// decodeObject decodes the JSON object b into the struct v points to, field
+// by field with exact key matches (libxl compares keys exactly; plain
+// encoding/json would also match keys differing in case), and keeps in u
+// the keys v does not name and the named keys whose values are zero.
 func decodeObject(b []byte, v any, u *Unknowns) error {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(b, &all); err != nil {
@@ -347,9 +349,6 @@ func decodeObject(b []byte, v any, u *Unknowns) error {
 	}
 	if all == nil { // JSON null
 		return nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return err
 	}
 	rv := reflect.ValueOf(v).Elem()
 	u.Unknown, u.zero = nil, nil
@@ -360,7 +359,22 @@ func decodeObject(b []byte, v any, u *Unknowns) error {
 			continue
 		}
 		known[name] = true
-		if raw, ok := all[name]; ok && rv.Field(i).IsZero() {
+		raw, ok := all[name]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(raw, rv.Field(i).Addr().Interface()); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				if te.Field == "" {
+					te.Field = name
+				} else {
+					te.Field = name + "." + te.Field
+				}
+			}
+			return err
+		}
+		if rv.Field(i).IsZero() {
 			if u.zero == nil {
 				u.zero = map[string]json.RawMessage{}
 			}

@@ -196,3 +196,36 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("bad JSON in a header: %v", err)
 	}
 }
+
+// FuzzConfig: whatever ParseConfig accepts marshals to JSON holding the
+// same values, and parses again; nothing panics.
+func FuzzConfig(f *testing.F) {
+	f.Add([]byte(devicesConfig))
+	f.Add([]byte(`{"c_info": {"name": "a", "type": "pv"}, "b_info": {"type.pv": {"kernel": "/k", "cmdline": ""}}, "x": [1, {"y": null}]}`))
+	f.Add([]byte(`{"b_info": null, "disks": [], "nics": [{}]}`))
+	f.Add([]byte(`{"B_Info":{"":{}}}`)) // found by fuzzing: a key differing only in case
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		out, err := c.Marshal()
+		if err != nil {
+			t.Fatalf("parsed config does not marshal: %v", err)
+		}
+		var orig any
+		if json.Unmarshal(bytes.TrimRight(b, "\x00"), &orig) != nil {
+			return // json.Unmarshal into structs accepts some texts into any it rejects? keep going only if both decode
+		}
+		var again any
+		if err := json.Unmarshal(out, &again); err != nil {
+			t.Fatalf("Marshal output is not JSON: %v\n%s", err, out)
+		}
+		if _, isObj := orig.(map[string]any); isObj && !reflect.DeepEqual(orig, again) {
+			t.Fatalf("values differ:\n%s\n%s", b, out)
+		}
+		if _, err := ParseConfig(out); err != nil {
+			t.Fatalf("Marshal output does not parse: %v", err)
+		}
+	})
+}
