@@ -10,6 +10,14 @@
 // statistics and the xl migration trailer. An Encoder writes the items back
 // through the layers' Writers (xl.Writer, libxl.Writer, libxc.Writer); for a
 // valid input the output is byte-identical.
+//
+// Memory bound: a Walker holds what its layers' readers hold (package
+// stream/xl: less than twice the optional data, and a decoded JSON
+// configuration; stream/libxl: one record buffer; stream/libxc: one record
+// buffer, the largest record's decoded arrays and a PV P2M frame list, less
+// than 5.2 times the record cap for one record) plus the first MaxTrailer
+// bytes of trailing data; it keeps nothing per record. TestMemoryBound checks
+// it with runtime.MemStats at and just past the cap.
 package image
 
 import (

@@ -26,12 +26,15 @@
 // sent only by PAGE_DATA after the record that named it (Xen writes the
 // frame list once, before any page).
 //
-// Memory bound: a Reader holds the stream.Reader's record buffer (at most the
-// record cap, plus the transient growth described in package stream), the
-// PFN entries of the largest PAGE_DATA (one uint64 per entry, at most an
-// eighth of the cap), and, for PV streams, the P2M frame list at 17 bytes
-// per frame (at most 136 MiB for the 2^23 frames of a 2^32-PFN P2M; a few
-// KiB for real guests). TestMemoryBound checks it with runtime.MemStats.
+// Memory bound: a Reader holds the framing's record buffer (at most the
+// record cap; less than twice the cap allocated while a record grows, see
+// package stream), the decoded arrays of the largest record (PFN entries, P2M
+// frames, HVM parameters, policy entries: at most the cap), and, for PV
+// streams, the P2M frame list kept for the END check at 17 bytes per frame
+// (at most 2.2 times the largest frame record, 136 MiB for a 2^32-PFN P2M; a
+// few KiB for real guests). One record thus costs less than 5.2 times the cap
+// in allocations. TestMemoryBound checks it with runtime.MemStats, at and
+// just past the cap.
 //
 // A Writer encodes records with their padding; decoding a valid stream and
 // writing every record back reproduces it byte for byte, checkpointed

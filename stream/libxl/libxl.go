@@ -19,6 +19,12 @@
 // the stream back. Callers that read the libxc data some other way use
 // Underlying and Offset, then call Resume. Package stream/image walks whole
 // images this way.
+//
+// Memory bound: a Reader holds one record buffer (package stream: at most
+// the record cap, less than twice the cap allocated while a record grows)
+// and nothing per record; its checks of emulator xenstore data walk the
+// body in place. The libxc.Reader it hands out has its own bound (package
+// stream/libxc). TestMemoryBound checks this with runtime.MemStats.
 package libxl
 
 import (

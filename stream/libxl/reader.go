@@ -1,6 +1,7 @@
 package libxl
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -364,15 +365,16 @@ func (r *Reader) check(rec Record) error {
 			return r.errWant(rec, "emulator_id", stream.ErrValue, "0, 1 or 2", fmt.Sprintf("%d", em.ID))
 		}
 		if rec.Type == TypeEmulatorXenstoreData {
-			kv, err := ParseXenstoreData(em.Data)
-			if err != nil {
-				return r.errRec(rec, "xenstore_data", errors.Join(stream.ErrValue, err))
-			}
-			for i, e := range kv {
-				if e.Key == "" || e.Key[0] == '/' {
-					return r.errWant(rec, fmt.Sprintf("xenstore_data[%d].key", i), fmt.Errorf("%w: xenstore key not relative", stream.ErrValue),
-						"a non-empty relative path", fmt.Sprintf("%q", e.Key))
+			// Walk the strings in place: ParseXenstoreData would
+			// allocate a slice header per string, 12 times the body
+			// for a body of empty strings.
+			if err := checkXenstoreData(em.Data); err != nil {
+				var ke *keyError
+				if errors.As(err, &ke) {
+					return r.errWant(rec, fmt.Sprintf("xenstore_data[%d].key", ke.i), fmt.Errorf("%w: xenstore key not relative", stream.ErrValue),
+						"a non-empty relative path", fmt.Sprintf("%q", ke.key))
 				}
+				return r.errRec(rec, "xenstore_data", errors.Join(stream.ErrValue, err))
 			}
 		}
 	case TypeCheckpointState:
@@ -442,4 +444,34 @@ func (p phase) String() string {
 		return "inside a checkpoint"
 	}
 	return "after END"
+}
+
+// A keyError names a xenstore key libxl refuses (empty or absolute).
+type keyError struct {
+	i   int
+	key string
+}
+
+func (e *keyError) Error() string { return fmt.Sprintf("xenstore key %d (%q) not relative", e.i, e.key) }
+
+// checkXenstoreData checks xenstore key/value data as
+// libxl__restore_emulator_xenstore_data does, without allocating: NUL-
+// terminated strings in pairs, every key non-empty and relative.
+func checkXenstoreData(data []byte) error {
+	for i := 0; len(data) > 0; i++ {
+		k := bytes.IndexByte(data, 0)
+		if k < 0 {
+			return errors.New("xenstore key not NUL-terminated")
+		}
+		if k == 0 || data[0] == '/' {
+			return &keyError{i, string(data[:min(k, 64)])}
+		}
+		data = data[k+1:]
+		v := bytes.IndexByte(data, 0)
+		if v < 0 {
+			return errors.New("xenstore value not NUL-terminated")
+		}
+		data = data[v+1:]
+	}
+	return nil
 }

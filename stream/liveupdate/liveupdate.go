@@ -5,6 +5,13 @@
 // the pages themselves lie anywhere in RAM, and their contents, in MFN-array
 // order, are the migration streams of the domains, one after another.
 //
+// Memory bound: Open keeps the MFN array twice as it reads it (the raw
+// array and the decoded MFNs) and sorts a third copy to find pages used
+// twice: 24 bytes a page of the breadcrumb's nr_pages, at most 96 MiB for
+// MaxPages, allocated only once the array's bytes are inside the memory
+// image; a Stream's Reader reads page by page into the caller's buffer.
+// TestMemoryBound checks this with runtime.MemStats.
+//
 // It lives under stream/ rather than grant/ because it is a container of
 // migration streams: its reader reassembles the bytes and hands them to
 // stream/libxc, and it has nothing to do with grant mappings.
@@ -26,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/xensr/xensr/stream"
 )
@@ -147,20 +155,40 @@ func Open(ram io.ReaderAt, size uint64, bootmem Region) (*Stream, error) {
 		return nil, liveErr("mfn_array", b.MFNArray, ErrTruncated)
 	}
 	s := &Stream{Breadcrumb: b, MFNs: make([]uint64, b.NrPages), ram: ram}
-	seen := make(map[uint64]bool, b.NrPages)
 	array := Region{b.MFNArray, arrLen}
 	for i := range s.MFNs {
 		mfn := binary.LittleEndian.Uint64(arr[i*8:])
 		addr := mfn * PageSize
-		field := fmt.Sprintf("mfn[%d]", i)
 		switch {
 		case mfn > size/PageSize || addr+PageSize > size:
-			return nil, liveErr(field, b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrRange, mfn))
-		case bootmem.overlaps(addr, PageSize) || array.overlaps(addr, PageSize) || seen[mfn]:
-			return nil, liveErr(field, b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrOverlap, mfn))
+			return nil, liveErr(fmt.Sprintf("mfn[%d]", i), b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrRange, mfn))
+		case bootmem.overlaps(addr, PageSize) || array.overlaps(addr, PageSize):
+			return nil, liveErr(fmt.Sprintf("mfn[%d]", i), b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrOverlap, mfn))
 		}
-		seen[mfn] = true
 		s.MFNs[i] = mfn
+	}
+	// Pages used twice: sort a copy (8 bytes a page; a map would cost
+	// several times that), then name the first repeated index.
+	sorted := slices.Clone(s.MFNs)
+	slices.Sort(sorted)
+	var dups map[uint64]bool
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			if dups == nil {
+				dups = map[uint64]bool{}
+			}
+			dups[sorted[i]] = false
+		}
+	}
+	if dups != nil {
+		for i, mfn := range s.MFNs {
+			if seen, dup := dups[mfn]; dup {
+				if seen {
+					return nil, liveErr(fmt.Sprintf("mfn[%d]", i), b.MFNArray+uint64(i)*8, fmt.Errorf("%w: mfn %#x", ErrOverlap, mfn))
+				}
+				dups[mfn] = true
+			}
+		}
 	}
 	return s, nil
 }
