@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # scripts/lab.sh: the real-Xen lab suite. It installs Xen 4.17, QEMU and the
-# Debian kernel (apt-get, first run only), builds the lab's initramfs, builds
-# every package that has *_lab_test.go files into a static test binary, boots
-# Xen under QEMU (TCG) and runs the binaries' TestLab* tests inside dom0 as
-# root, once with the C xenstored and once more with oxenstored for the
-# packages that talk to xenstore. It prints per-package counts and exits
-# non-zero when any test fails, a binary dies, a boot times out or no lab test
-# ran at all.
+# Debian kernel (apt-get, first run only), builds the lab's initramfs (for
+# Xen 4.20 from Debian 13's .debs, unpacked, not installed), builds every
+# package that has *_lab_test.go files into a static test binary, boots Xen
+# under QEMU (TCG) and runs the binaries' TestLab* tests inside dom0 as root,
+# once with the C xenstored and once more with oxenstored for the packages
+# that talk to xenstore, for each Xen flavour asked for. It prints
+# per-package counts, a total per flavour and a closing total, and exits
+# non-zero when any test fails, a binary dies, a boot times out or no lab
+# test ran at all.
 #
 # Knobs (environment):
+#   XENSR_LAB_XEN       Xen flavours to boot, in order (default 4.17; "4.17 4.20"
+#                       boots both, sharing one output folder, so a 4.20 boot
+#                       finds what the 4.17 boot left in artifacts/)
 #   XENSR_LAB_PKGS      packages to run (default: all with *_lab_test.go)
 #   XENSR_LAB_RUN       -test.run pattern (default ^TestLab)
 #   XENSR_LAB_XS        xenstored flavours to boot (default "c ocaml")
@@ -21,7 +26,8 @@ cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 t0=$SECONDS
 
-bash internal/xenlab/build.sh
+XENS=${XENSR_LAB_XEN:-4.17}
+for xen in $XENS; do XENSR_LAB_XEN=$xen bash internal/xenlab/build.sh; done
 t_build=$((SECONDS - t0))
 
 if [ -n "${XENSR_LAB_PKGS:-}" ]; then
@@ -34,7 +40,7 @@ fi
 OUT=${XENSR_LAB_OUT:-$(mktemp -d /tmp/xensr-lab.XXXXXX)}
 mkdir -p "$OUT/bin"
 OUT=$(cd "$OUT" && pwd)
-rm -rf "$OUT"/bin/* "$OUT"/results-* "$OUT"/artifacts
+rm -rf "$OUT"/bin/* "$OUT"/results-* "$OUT"/artifacts "$OUT"/artifacts-*
 cp internal/xenlab/dom0-suite.sh "$OUT/"
 {
 	printf 'XENSR_LAB_RUN=%q\n' "${XENSR_LAB_RUN:-^TestLab}"
@@ -52,39 +58,47 @@ ls "$OUT/bin"
 t_compile=$((SECONDS - t0 - t_build))
 
 rc=0
-for xs in ${XENSR_LAB_XS:-c ocaml}; do
-	if [ "$xs" != c ]; then
-		want=0
-		for b in "$OUT"/bin/*.test; do grep -qx "$(basename "$b" .test)" "$OUT/xs-pkgs.txt" && want=1; done
-		[ "$want" = 1 ] || continue
-	fi
-	echo "== xenlab: boot with xenstored=$xs"
-	tb=$SECONDS
-	if ! bash internal/xenlab/boot.sh "$OUT" "$xs"; then
-		echo "xenlab: boot with xenstored=$xs failed; console tail:" >&2
-		tail -n 40 "$OUT/serial-$xs.log" >&2
-		rc=1
-	fi
-	grep -a "XENSR-LAB:" "$OUT/serial-$xs.log" | sed 's/^/   /'
-	echo "   boot+suite seconds (xenstored=$xs): $((SECONDS - tb))"
+sfx() { [ "$1" = 4.17 ] && echo "$2" || echo "$1-$2"; } # serial-*/results-* names
+for xen in $XENS; do
+	for xs in ${XENSR_LAB_XS:-c ocaml}; do
+		if [ "$xs" != c ]; then
+			want=0
+			for b in "$OUT"/bin/*.test; do grep -qx "$(basename "$b" .test)" "$OUT/xs-pkgs.txt" && want=1; done
+			[ "$want" = 1 ] || continue
+		fi
+		echo "== xenlab: boot Xen $xen with xenstored=$xs"
+		tb=$SECONDS
+		log=$OUT/serial-$(sfx "$xen" "$xs").log
+		if ! XENSR_LAB_XEN=$xen bash internal/xenlab/boot.sh "$OUT" "$xs"; then
+			echo "xenlab: boot of Xen $xen with xenstored=$xs failed; console tail:" >&2
+			tail -n 40 "$log" >&2
+			rc=1
+		fi
+		grep -a "XENSR-LAB:" "$log" | sed 's/^/   /'
+		echo "   boot+suite seconds (Xen $xen, xenstored=$xs): $((SECONDS - tb))"
+	done
 done
 
-# Count the results: one line per package and flavour, then a total.
-python3 - "$OUT" "$pkgs" "${XENSR_LAB_XS:-c ocaml}" <<'PY' || rc=1
+# Count the results: one line per package and flavour, a total per Xen, then
+# the total.
+python3 - "$OUT" "$pkgs" "${XENSR_LAB_XS:-c ocaml}" "$XENS" <<'PY' || rc=1
 import os, re, sys
-out, pkgs, flavours = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+out, pkgs, flavours, xens = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
 xs_pkgs = open(os.path.join(out, "xs-pkgs.txt")).read().split()
 tot = {"pass": 0, "fail": 0, "skip": 0}
 bad = []
-for fl in flavours:
+for xen in xens:
+  per = {"pass": 0, "fail": 0, "skip": 0}
+  for fl in flavours:
     for p in pkgs:
         name = p.lstrip("./").replace("/", "_")
         if fl != "c" and name not in xs_pkgs:
             continue
-        log = os.path.join(out, "results-" + fl, name + ".log")
-        rcf = os.path.join(out, "results-" + fl, name + ".rc")
+        res = "results-" + (fl if xen == "4.17" else xen + "-" + fl)
+        log = os.path.join(out, res, name + ".log")
+        rcf = os.path.join(out, res, name + ".rc")
         if not os.path.exists(rcf):
-            bad.append(f"{p} (xenstored={fl}): never ran or did not finish")
+            bad.append(f"{p} (Xen {xen}, xenstored={fl}): never ran or did not finish")
             continue
         text = open(log, errors="replace").read()
         c = {k: len(re.findall(r"^\s*--- %s: " % k.upper(), text, re.M)) for k in tot}
@@ -92,11 +106,13 @@ for fl in flavours:
         rc = open(rcf).read().strip()
         for k in tot:
             tot[k] += c[k]
-        print(f"lab {p:24} xenstored={fl:5} pass={c['pass']:3} fail={c['fail']:2} skip={c['skip']:2} (top-level {top['pass']}/{top['fail']}/{top['skip']}) rc={rc}")
+            per[k] += c[k]
+        print(f"lab {p:24} xen={xen} xenstored={fl:5} pass={c['pass']:3} fail={c['fail']:2} skip={c['skip']:2} (top-level {top['pass']}/{top['fail']}/{top['skip']}) rc={rc}")
         for m in re.finditer(r"^\s*--- (FAIL|SKIP): (\S+).*$", text, re.M):
             print("     ", m.group(0).strip())
         if rc != "0" or c["fail"]:
-            bad.append(f"{p} (xenstored={fl}): rc={rc}, {c['fail']} failed; log {log}")
+            bad.append(f"{p} (Xen {xen}, xenstored={fl}): rc={rc}, {c['fail']} failed; log {log}")
+  print(f"lab (Xen {xen}): {per['pass']} passed, {per['fail']} failed, {per['skip']} skipped")
 print(f"lab: {tot['pass']} passed, {tot['fail']} failed, {tot['skip']} skipped")
 if tot["pass"] == 0:
     bad.append("no lab test passed: the lab ran nothing")

@@ -2,23 +2,34 @@
 # scripts/test.sh: every test of the project (the README's test command).
 #  0. installs what the tests need from Debian's packages (first run only):
 #     Xen 4.17's tools (verify-stream-v2, the oracle for streams), QEMU and
-#     the kernel for the lab, libxen-dev and gcc for the C layout checks
+#     the kernel for the lab, libxen-dev and gcc for the C layout checks;
+#     Debian 13's libxen-dev (Xen 4.20) downloaded and unpacked into a temp
+#     folder, never installed, for the 4.20 layout checks (XENSR_XEN_HEADERS)
 #  1. go vet and every unit, property and example test (go test ./...)
 #  2. a short fuzz pass over every fuzz target (XENSR_FUZZTIME each, default 8s)
-#  3. the real-Xen lab suite (scripts/lab.sh), unless XENSR_SKIP_LAB=1
+#  3. the real-Xen lab suite (scripts/lab.sh) on Xen 4.17 and on Xen 4.20
+#     (XENSR_LAB_XEN, default "4.17 4.20"), unless XENSR_SKIP_LAB=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 t0=$SECONDS
 
 echo "== setup"
-bash internal/xenlab/build.sh
+for xen in ${XENSR_LAB_XEN:-4.17 4.20}; do XENSR_LAB_XEN=$xen bash internal/xenlab/build.sh; done
 # libxen-dev and gcc: the C layouts the tests compare against; zstd: the CLI
 # baseline of stream/pack's benchmarks.
 if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null || ! command -v zstd >/dev/null; then
 	apt-get update -q >/dev/null
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev zstd >/dev/null
 fi
+
+# Debian 13's C headers (Xen 4.20), unpacked next to the lab's 4.20 cache.
+hdr=$(mktemp -d /tmp/xensr-xen420-headers.XXXXXX)
+trap 'rm -rf "$hdr"' EXIT
+deb=$(bash internal/xenlab/trixie-fetch.sh "${XENSR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xensr-lab}-4.20/apt" libxen-dev)
+dpkg-deb -x "$deb" "$hdr"
+export XENSR_XEN_HEADERS="4.20=$hdr/usr/include"
+echo "Xen 4.20 headers: $(basename "$deb") in $hdr"
 
 echo "== go vet"
 go vet ./...
@@ -41,6 +52,6 @@ if [ "${XENSR_SKIP_LAB:-0}" = 1 ]; then
 	echo "== lab: SKIPPED (XENSR_SKIP_LAB=1): the real-Xen tests did not run"
 else
 	echo "== lab"
-	bash scripts/lab.sh
+	XENSR_LAB_XEN=${XENSR_LAB_XEN:-4.17 4.20} bash scripts/lab.sh
 fi
 echo "== all tests passed in $((SECONDS - t0))s"

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# internal/xenlab/boot.sh DIR XS: boot Xen 4.17 and the lab's dom0 under
-# qemu-system-x86_64 (TCG), with DIR shared into dom0 over virtio-9p, and run
-# DIR/dom0-suite.sh there with xenstored flavour XS (c or ocaml). The console
-# goes to DIR/serial-XS.log. Exits non-zero when qemu fails or the boot
-# outlives XENSR_LAB_TIMEOUT seconds (default 2400).
+# internal/xenlab/boot.sh DIR XS: boot Xen (XENSR_LAB_XEN=4.17|4.20, see
+# flavour.sh) and the lab's dom0 under qemu-system-x86_64 (TCG), with DIR
+# shared into dom0 over virtio-9p, and run DIR/dom0-suite.sh there with
+# xenstored flavour XS (c or ocaml). The console goes to DIR/serial-XS.log
+# (Xen 4.17) or DIR/serial-VER-XS.log (other flavours). Exits non-zero when
+# qemu fails or the boot outlives XENSR_LAB_TIMEOUT seconds (default 2400).
 set -euo pipefail
 DIR=$(cd "$1" && pwd)
 XS=${2:-c}
-CACHE=${XENSR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xensr-lab}
+. "$(dirname "$0")/flavour.sh"
 CPU=${XENSR_LAB_CPU:-qemu64,+svm,+npt} # +svm,+npt gives Xen HAP: PVH guests and their log-dirty
 SMP=${XENSR_LAB_SMP:-2}
 MEM=${XENSR_LAB_MEM:-4096}
 DOM0_MEM=${XENSR_LAB_DOM0_MEM:-1536M}
 TIMEOUT=${XENSR_LAB_TIMEOUT:-2400}
 LOG=$DIR/serial-$XS.log
+[ "$XEN_VER" = 4.17 ] || LOG=$DIR/serial-$XEN_VER-$XS.log
 
 xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all"
 dom0_args="console=hvc0 earlyprintk=xen loglevel=5 xensr.xs=$XS"

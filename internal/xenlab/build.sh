@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # internal/xenlab/build.sh: install what the lab needs from Debian's packages
-# and build the dom0 and domU initramfs into $XENSR_LAB_CACHE
-# (default ~/.cache/xensr-lab). The build is skipped when its inputs (this
-# directory's files and the installed package versions) are unchanged.
+# and build the dom0 and domU initramfs into the flavour's cache folder
+# (flavour.sh: XENSR_LAB_XEN=4.17|4.20; default ~/.cache/xensr-lab and
+# ~/.cache/xensr-lab-4.20). The build is skipped when its inputs (this
+# directory's files, the installed package versions and, for 4.20, the
+# trixie .debs) are unchanged.
+#
+# Xen 4.20: the hypervisor, Xen's tools, xenstore-utils and their shared
+# libraries down to trixie's glibc come from Debian 13's .debs
+# (trixie-fetch.sh downloads them into $CACHE/apt; dpkg-deb -x unpacks them
+# into a scratch folder); only what dom0 runs is copied into the initramfs.
+# The dom0 and domU kernel stays Debian 12's linux-image-amd64 (6.1) in both
+# flavours, so the two differ only in Xen and its userland; busybox is
+# Debian 12's static one in both.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-CACHE=${XENSR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xensr-lab}
+. "$HERE/flavour.sh"
 PKGS="xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils linux-image-amd64
       qemu-system-x86 busybox-static cpio gzip zstd kmod python3"
 log() { echo "[xenlab-build $(date +%T)] $*" >&2; }
@@ -21,24 +31,45 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PKGS >/dev/null
 fi
 
-XENLIB=/usr/lib/xen-4.17
 KVER=$(cd /lib/modules && ls -d *-amd64 2>/dev/null | sort -V | tail -1)
 [ -n "$KVER" ] && [ -f "/boot/vmlinuz-$KVER" ] || { echo "xenlab: no Debian -amd64 kernel installed" >&2; exit 1; }
 [ -f /boot/xen-4.17-amd64.gz ] || { echo "xenlab: /boot/xen-4.17-amd64.gz missing" >&2; exit 1; }
 
-key=$( { cat "$HERE"/build.sh "$HERE"/dom0-init.sh "$HERE"/domU-init.sh "$HERE"/guests/*.cfg
-	echo "$KVER"; dpkg-query -W -f='${Package} ${Version}\n' $PKGS; } | sha256sum | cut -c1-16)
+# S is the root Xen's files come from: / for 4.17, unpacked trixie for 4.20.
+S=
+debs=
+if [ "$XEN_VER" != 4.17 ]; then
+	log "fetching Debian 13's Xen $XEN_VER packages into $CACHE/apt"
+	debs=$(bash "$HERE/trixie-fetch.sh" "$CACHE/apt" --closure \
+		"xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" xenstore-utils)
+fi
+
+key=$( { cat "$HERE"/build.sh "$HERE"/flavour.sh "$HERE"/dom0-init.sh "$HERE"/domU-init.sh "$HERE"/guests/*.cfg
+	echo "$XEN_VER $KVER"; dpkg-query -W -f='${Package} ${Version}\n' $PKGS
+	for d in $debs; do basename "$d"; done; } | sha256sum | cut -c1-16)
 if [ -f "$CACHE/key" ] && [ "$(cat "$CACHE/key")" = "$key" ] &&
 	[ -f "$CACHE/xen" ] && [ -f "$CACHE/vmlinuz" ] && [ -f "$CACHE/dom0.cpio.gz" ]; then
-	log "cache $CACHE is current ($key)"
+	log "cache $CACHE (Xen $XEN_VER) is current ($key)"
 	exit 0
 fi
-log "building into $CACHE (kernel $KVER)"
+log "building into $CACHE (Xen $XEN_VER, kernel $KVER)"
 mkdir -p "$CACHE"
 W=$(mktemp -d /tmp/xensr-lab-build.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 
-zcat /boot/xen-4.17-amd64.gz >"$CACHE/xen"
+if [ -n "$debs" ]; then
+	# Python, systemd, perl and the like are dependencies of the packages but
+	# nothing dom0 runs; they are left packed.
+	S=$W/trixie
+	mkdir -p "$S"
+	for d in $debs; do
+		case "$(basename "$d")" in
+		libpython* | python3* | libsystemd-shared* | systemd_* | udev_* | perl-base_* | tzdata_* | libdb5*) continue ;;
+		esac
+		dpkg-deb -x "$d" "$S"
+	done
+fi
+zcat "$S/boot/xen-$XEN_VER-amd64.gz" >"$CACHE/xen"
 cp "/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 
 # copyko MODULE DIR: the module and what it depends on, decompressed, into
@@ -75,26 +106,46 @@ cp /bin/busybox "$R/bin/busybox"
 mkdir -p "$R$XENLIB/bin"
 for b in xl xenstored oxenstored xenconsoled xen-init-dom0 libxl-save-helper xenstore-control \
 	lsevtchn xen-hvmctx test-xenstore xenctx; do
-	[ -e "$XENLIB/bin/$b" ] && cp -L "$XENLIB/bin/$b" "$R$XENLIB/bin/"
+	[ -e "$S$XENLIB/bin/$b" ] && cp -L "$S$XENLIB/bin/$b" "$R$XENLIB/bin/"
 done
-for b in /usr/bin/xenstore /usr/bin/xenstore-*; do cp -a "$b" "$R/usr/bin/"; done
+for b in "$S"/usr/bin/xenstore "$S"/usr/bin/xenstore-*; do cp -a "$b" "$R/usr/bin/"; done
 for b in xl xenstored oxenstored xenconsoled xen-init-dom0 xenstore-control; do
 	ln -sf "$XENLIB/bin/$b" "$R/usr/sbin/$b"
 done
-cp -a /etc/xen/xl.conf /etc/xen/oxenstored.conf "$R/etc/xen/"
-[ -d /etc/xen/scripts ] && cp -a /etc/xen/scripts "$R/etc/xen/"
+cp -a "$S"/etc/xen/xl.conf "$S"/etc/xen/oxenstored.conf "$R/etc/xen/"
+[ -d "$S"/etc/xen/scripts ] && cp -a "$S"/etc/xen/scripts "$R/etc/xen/"
+printf 'XENSR_LAB_XEN=%s\nXENLIB=%s\n' "$XEN_VER" "$XENLIB" >"$R/etc/xensr-lab"
 # Python and verify-stream-v2 stay on the host: dom0 keeps to what xl needs.
-addlib() { [ -e "$R$1" ] || { mkdir -p "$R$(dirname "$1")"; cp -L "$1" "$R$1"; }; }
+# addlib copies $S$1 to $R$1 (paths as dom0 sees them).
+addlib() { [ -e "$R$1" ] || { mkdir -p "$R$(dirname "$1")"; cp -L "$S$1" "$R$1"; }; }
+if [ -z "$S" ]; then
+	libs_of() { ldd "$1" 2>/dev/null | awk '/=>/ {print $3} /^[[:space:]]*\// {print $1}'; }
+	LDSO=/lib64/ld-linux-x86-64.so.2
+else
+	# trixie's own loader lists trixie's libraries (the host's ldd would mix
+	# in Debian 12's); paths are printed under $S and mapped back.
+	LIBDIR=/usr/lib/x86_64-linux-gnu
+	libs_of() {
+		"$S$LIBDIR/ld-linux-x86-64.so.2" --library-path "$S$LIBDIR" --list "$1" 2>/dev/null |
+			awk '/=>/ {print $3}' | grep "^$S/" | sed "s|^$S||"
+	}
+	LDSO=$LIBDIR/ld-linux-x86-64.so.2
+fi
 for elf in "$R$XENLIB"/bin/* "$R"/usr/bin/xenstore*; do
 	[ -L "$elf" ] && continue
-	for lib in $(ldd "$elf" 2>/dev/null | awk '/=>/ {print $3} /^[[:space:]]*\// {print $1}'); do
-		[ -e "$lib" ] && addlib "$lib"
+	if [ -n "$S" ] && "$S$LIBDIR/ld-linux-x86-64.so.2" --library-path "$S$LIBDIR" --list "$elf" 2>&1 | grep -q 'not found'; then
+		echo "xenlab: $elf needs a library the unpacked trixie packages lack" >&2
+		exit 1
+	fi
+	for lib in $(libs_of "$elf"); do
+		[ -e "$S$lib" ] && addlib "$lib"
 	done
 done
 # glibc loads libgcc_s at run time for pthread_cancel; xl needs it.
-addlib /lib/x86_64-linux-gnu/libgcc_s.so.1
-mkdir -p "$R/lib64" && cp -L /lib64/ld-linux-x86-64.so.2 "$R/lib64/"
+if [ -z "$S" ]; then addlib /lib/x86_64-linux-gnu/libgcc_s.so.1; else addlib /usr/lib/x86_64-linux-gnu/libgcc_s.so.1; fi
+mkdir -p "$R/lib64" && cp -L "$S$LDSO" "$R/lib64/ld-linux-x86-64.so.2"
 if [ -d "$R/usr/lib/x86_64-linux-gnu" ] && [ ! -e "$R/lib" ]; then ln -s usr/lib "$R/lib"; fi
+[ -z "$S" ] || [ -e "$R/lib/x86_64-linux-gnu/libc.so.6" ] || { echo "xenlab: trixie libc missing in dom0" >&2; exit 1; }
 
 M=$R/lib/xenlab-modules
 mkdir -p "$M"
@@ -126,4 +177,4 @@ echo "root:x:0:0:root:/root:/bin/sh" >"$R/etc/passwd"
 echo "root:x:0:" >"$R/etc/group"
 (cd "$R" && find . | sort | cpio -o -H newc --quiet) | gzip -6 >"$CACHE/dom0.cpio.gz"
 echo "$key" >"$CACHE/key"
-log "done: $(du -sh "$CACHE/dom0.cpio.gz" | cut -f1) dom0 initramfs"
+log "done: Xen $XEN_VER, $(du -sh "$CACHE/dom0.cpio.gz" | cut -f1) dom0 initramfs"

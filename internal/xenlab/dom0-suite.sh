@@ -1,20 +1,29 @@
 #!/bin/sh
 # Runs inside dom0 with the shared folder as the working directory: every
 # test binary in bin/ with the lab tests selected, one log and one exit code
-# file per binary under results-$XENSR_XS/.
+# file per binary under results-$XENSR_XS/ and artifacts in artifacts/NAME/
+# (Xen 4.17), or results-$XENSR_LAB_XEN-$XENSR_XS/ and
+# artifacts-$XENSR_LAB_XEN/NAME/ (other flavours). Tests see XENSR_LAB_XEN
+# (the flavour) and XENSR_LAB_ROOT (the shared folder, where an earlier
+# boot's artifacts are, e.g. a 4.17 image for a 4.20 restore).
 [ -f suite.env ] && . ./suite.env
-R=results-$XENSR_XS
+XENSR_LAB_XEN=${XENSR_LAB_XEN:-4.17}
+if [ "$XENSR_LAB_XEN" = 4.17 ]; then
+	R=results-$XENSR_XS A=artifacts
+else
+	R=results-$XENSR_LAB_XEN-$XENSR_XS A=artifacts-$XENSR_LAB_XEN
+fi
 mkdir -p "$R"
-export XENSR_LAB=1
+export XENSR_LAB=1 XENSR_LAB_XEN XENSR_LAB_ROOT=$(pwd)
 for bin in bin/*.test; do
 	[ -e "$bin" ] || continue
 	name=$(basename "$bin" .test)
 	if [ "$XENSR_XS" != c ] && ! grep -qx "$name" xs-pkgs.txt 2>/dev/null; then continue; fi
-	mkdir -p "artifacts/$name"
-	echo "XENSR-LAB: running $name (xenstored=$XENSR_XS)"
+	mkdir -p "$A/$name"
+	echo "XENSR-LAB: running $name (Xen $XENSR_LAB_XEN, xenstored=$XENSR_XS)"
 	start=$(cut -d' ' -f1 /proc/uptime)
 	cp "$bin" /tmp/t.test && chmod +x /tmp/t.test
-	( cd "artifacts/$name" && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLab}" \
+	( cd "$A/$name" && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLab}" \
 		-test.v -test.timeout "${XENSR_LAB_TEST_TIMEOUT:-15m}" ) >"$R/$name.log" 2>&1
 	echo $? >"$R/$name.rc"
 	end=$(cut -d' ' -f1 /proc/uptime)
