@@ -43,6 +43,7 @@ func checkImage(t *testing.T, in []byte, all bool) {
 	var info libxc.X86PVInfo
 	var basic []byte
 	var endPFN uint64
+	extended := 0
 	types := map[uint64]libxc.PageType{}
 	_, err := image.Walk(bytes.NewReader(in), image.Options{}, func(it *image.Item) error {
 		switch r := it.Libxc.(type) {
@@ -65,11 +66,29 @@ func checkImage(t *testing.T, in []byte, all bool) {
 					t.Errorf("width %d", c.Width())
 				}
 			}
+			if r.Kind == libxc.TypeX86PVVCPUExtended {
+				e, err := pv.DecodeExtended(r.Context)
+				if err != nil {
+					return err
+				}
+				// Xen fills in vcpu and the size it wrote, which libxc
+				// uses as the record's length.
+				if e.VCPU != r.VCPU || int(e.Size) != len(r.Context) || e.Size != pv.ExtendedSize {
+					t.Errorf("EXTENDED: vcpu %d size %d, record vCPU %d, %d bytes", e.VCPU, e.Size, r.VCPU, len(r.Context))
+				}
+				if out, err := e.AppendBinary(nil); err != nil || !bytes.Equal(out, r.Context) {
+					t.Errorf("EXTENDED re-encodes differently: %v", err)
+				}
+				extended++
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if extended == 0 {
+		t.Errorf("no X86_PV_VCPU_EXTENDED record")
 	}
 	if info.GuestWidth != pv.Width64 || basic == nil || endPFN == 0 {
 		t.Fatalf("PV info %+v, BASIC %d bytes, P2M end %#x", info, len(basic), endPFN)

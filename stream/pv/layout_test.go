@@ -48,6 +48,10 @@ func TestLayoutsAgainstC(t *testing.T) {
 	layoutFacts(facts, "struct cpu_user_regs_x86_32", "", 0, UserRegs32{})
 	layoutFacts(facts, "struct trap_info_x86_64", "", 0, TrapInfo64{})
 	layoutFacts(facts, "struct trap_info_x86_32", "", 0, TrapInfo32{})
+	layoutFacts(facts, "struct xen_domctl_ext_vcpucontext", "", 0, Extended{})
+	facts["sizeof(struct xen_domctl_ext_vcpucontext)"] = ExtendedSize
+	facts["offsetof(struct xen_domctl_ext_vcpucontext, mcg_cap)"] = 32
+	facts["offsetof(struct xen_domctl_ext_vcpucontext, vmce.mcg_ext_ctl)"] = 32 + 24
 	// cheader's program is main's body: close main, include the foreign
 	// headers, and print from a constructor, which runs before main.
 	var prints strings.Builder

@@ -7,6 +7,10 @@
 // libxen-dev's xen/foreign/x86_64.h and x86_32.h; the package tests compare
 // every field offset with them).
 //
+// DecodeExtended gives the same for X86_PV_VCPU_EXTENDED (struct
+// xen_domctl_ext_vcpucontext: 32-bit SYSCALL/SYSENTER callbacks and the
+// machine-check state).
+//
 // The guest width comes from the stream's X86_PV_INFO record, whose typed
 // view is libxc.X86PVInfo. In a saved stream, the control registers that
 // name page tables (CR3, and CR1 for a 64-bit guest's user page table) hold

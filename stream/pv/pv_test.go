@@ -79,3 +79,32 @@ func TestSizes(t *testing.T) {
 		t.Errorf("Context64 fields changed")
 	}
 }
+
+// TestExtendedShort decodes an older, shorter extended context
+// zero-extended, re-encodes it at its length, and refuses to drop state.
+func TestExtendedShort(t *testing.T) {
+	b := make([]byte, 32)
+	b[4], b[8], b[24] = 32, 0x11, 0x23
+	e, err := DecodeExtended(b)
+	if err != nil || e.Size != 32 || e.Syscall32CallbackEIP != 0x11 || e.Syscall32CallbackCS != 0x23 || e.VMCE.Caps != 0 {
+		t.Fatalf("%+v %v", e, err)
+	}
+	out, err := e.AppendBinary(nil)
+	if err != nil || !bytes.Equal(out, b) {
+		t.Errorf("short round trip: %v", err)
+	}
+	e.VMCE.Caps = 1
+	if _, err := e.AppendBinary(nil); !errors.Is(err, stream.ErrValue) {
+		t.Errorf("dropped VMCE state: %v", err)
+	}
+	long := make([]byte, 72)
+	long[70] = 9
+	if e, err = DecodeExtended(long); err != nil || len(e.Tail) != 8 {
+		t.Fatalf("long: %v", err)
+	} else if out, _ := e.AppendBinary(nil); !bytes.Equal(out, long) {
+		t.Errorf("long round trip")
+	}
+	if _, err := DecodeExtended(make([]byte, 136)); !errors.Is(err, stream.ErrLength) {
+		t.Errorf("over 128 bytes: %v", err)
+	}
+}
