@@ -9,6 +9,17 @@
 // resumes it, and every failure resumes it too. Migration speaks the
 // sending half of `xl migrate`'s protocol around a save.
 //
+// Restore reads an `xl save` image, a bare libxl stream or a bare libxc
+// stream and builds a PVH domain from it the way xl, libxl and
+// libxenguest do (createdomain, the build steps, the memory, the CPU
+// policy, HVM context and parameters, event channels, grant-table seeding,
+// libxl's xenstore layout and userdata file, INTRODUCE), so that xl treats
+// the result as one of its own. A failed restore leaves nothing behind.
+// Receive is the receiving half of `xl migrate` around a Restore.
+//
+// Builder and Toolstack are what Restore asks of the hypervisor and of
+// xenstore; Host provides both on Linux, tests use fakes.
+//
 // The package sits above the others on purpose: hypercall (typed
 // hypercalls), privcmd (the Linux devices), xenstore (the store) and the
 // stream packages (the file formats) stay independent of each other and

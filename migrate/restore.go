@@ -575,7 +575,12 @@ func (rs *restorer) hvmParams(r *libxc.HVMParams) error {
 			continue
 		case hypercall.HVMParamConsolePFN, hypercall.HVMParamStorePFN, hypercall.HVMParamIOREQPFN, hypercall.HVMParamBufIOREQPFN:
 			if err := rs.clearPage(p.Value); err != nil {
-				return rs.step(fmt.Sprintf("clear page %#x of hvm param %d", p.Value, p.Index), err)
+				// libxc ignores this failure; a missing ring page is
+				// fatal for the console and xenstore only.
+				if p.Index == hypercall.HVMParamConsolePFN || p.Index == hypercall.HVMParamStorePFN {
+					return rs.step(fmt.Sprintf("clear page %#x of hvm param %d", p.Value, p.Index), err)
+				}
+				rs.logf("migrate: clearing page %#x of hvm param %d: %v", p.Value, p.Index, err)
 			}
 			switch p.Index {
 			case hypercall.HVMParamConsolePFN:

@@ -146,13 +146,8 @@ func (f *fakeBuilder) PopulatePhysmap(dom uint32, gfns []uint64) error {
 		if d.mem[g] != nil {
 			return fmt.Errorf("fake: gfn %#x populated twice", g)
 		}
-		// Xen hands out scrubbed pages; a recognisable pattern shows a
-		// page the restore forgot to write or clear.
-		pg := make([]byte, PageSize)
-		for i := range pg {
-			pg[i] = 0xa5
-		}
-		d.mem[g] = pg
+		// Xen hands out scrubbed (zero) pages: what XALLOC relies on.
+		d.mem[g] = make([]byte, PageSize)
 	}
 	return nil
 }
