@@ -168,7 +168,7 @@ type restorer struct {
 	haveStore, haveConsole bool
 	cpuid, msr             []byte
 	hvmCtx                 []byte
-	populated              []uint64 // bitmap of populated frames
+	populated              map[uint64]uint64 // bitmap of populated frames, a word per 64
 	nPopulated, maxPages   uint64
 	pfns, dataPFNs         []uint64
 	stats                  RestoreStats
@@ -200,7 +200,7 @@ func (rs *restorer) logf(format string, a ...any) {
 // *bufio.Reader (xl's migration protocol continues on it); otherwise
 // Restore wraps it in one and may read ahead.
 func Restore(ctx context.Context, b Builder, ts Toolstack, r io.Reader, opt RestoreOptions) (*Restored, error) {
-	rs := &restorer{ctx: ctx, b: b, ts: ts, opt: opt, start: time.Now(), off: -1}
+	rs := &restorer{ctx: ctx, b: b, ts: ts, opt: opt, start: time.Now(), off: -1, populated: map[uint64]uint64{}}
 	if br, ok := r.(*bufio.Reader); ok {
 		rs.br = br
 	} else {
@@ -478,18 +478,11 @@ func (rs *restorer) create() error {
 	return nil
 }
 
-func (rs *restorer) isPopulated(p uint64) bool {
-	w := p / 64
-	return w < uint64(len(rs.populated)) && rs.populated[w]&(1<<(p%64)) != 0
-}
+// The populated frames are a sparse bitmap: a word per 64 frames, only
+// for the words in use, so a stray PFN costs nothing.
+func (rs *restorer) isPopulated(p uint64) bool { return rs.populated[p/64]&(1<<(p%64)) != 0 }
 
-func (rs *restorer) setPopulated(p uint64) {
-	w := p / 64
-	for w >= uint64(len(rs.populated)) {
-		rs.populated = append(rs.populated, make([]uint64, max(len(rs.populated), 1024))...)
-	}
-	rs.populated[w] |= 1 << (p % 64)
-}
+func (rs *restorer) setPopulated(p uint64) { rs.populated[p/64] |= 1 << (p % 64) }
 
 // pageData populates the frames of one PAGE_DATA record not populated yet
 // and copies the pages with data into them.
@@ -497,6 +490,10 @@ func (rs *restorer) pageData(p *libxc.PageData) error {
 	rs.pfns, rs.dataPFNs = rs.pfns[:0], rs.dataPFNs[:0]
 	for i := range p.Entries {
 		pfn, t := p.PFN(i), uint32(p.PageType(i))<<28
+		if pfn > maxP2MSize {
+			return rs.step("page data", &stream.FormatError{Layer: libxc.Layer, Offset: rs.off, Index: -1, Type: uint32(libxc.TypePageData),
+				Field: "pfn", Err: fmt.Errorf("%w: pfn %#x beyond %#x", ErrTooBig, pfn, maxP2MSize)})
+		}
 		if t == hypercall.PageTypeXTab || t == hypercall.PageTypeBroken {
 			continue
 		}

@@ -15,7 +15,7 @@ import (
 // fails leaving nothing behind, never panics.
 func TestRestoreProperties(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		pages := rapid.IntRange(1, 2500).Draw(rt, "pages")
+		pages := rapid.IntRange(1, 1200).Draw(rt, "pages")
 		f := newFakeDomain(pages)
 		for _, p := range rapid.SliceOfN(rapid.IntRange(0, pages), 0, 40).Draw(rt, "holes") {
 			delete(f.mem, uint64(p))
