@@ -110,10 +110,12 @@ func DialWith(ctx context.Context, dial Dialer, opts ...Option) (*Client, error)
 		return nil, err
 	}
 	c := NewClient(conn)
+	c.mu.Lock()
 	c.dial = dial
 	for _, o := range opts {
 		o(c)
 	}
+	c.mu.Unlock()
 	return c, nil
 }
 
@@ -151,7 +153,10 @@ func (c *Client) Err() error {
 // it fails the requests waiting on it and, with Redial and unless the
 // Client is closed, starts dialling again; otherwise the Client is broken
 // and its watches are closed.
-func (c *Client) fail(conn io.ReadWriteCloser, err error) {
+func (c *Client) fail(conn io.ReadWriteCloser, err error) { c.breakConn(conn, err, true) }
+
+// breakConn is fail, with re-dialling allowed or not.
+func (c *Client) breakConn(conn io.ReadWriteCloser, err error, redial bool) {
 	c.mu.Lock()
 	if c.broken != nil || (conn != nil && conn != c.conn) {
 		c.mu.Unlock()
@@ -163,7 +168,7 @@ func (c *Client) fail(conn io.ReadWriteCloser, err error) {
 	pend := c.pending
 	c.pending = map[uint32]chan reply{}
 	old := c.conn
-	if c.redial && !c.closed && c.dial != nil {
+	if redial && c.redial && !c.closed && c.dial != nil {
 		if old == nil {
 			c.mu.Unlock()
 			return // already re-dialling
@@ -370,13 +375,8 @@ func (c *Client) Reconnect(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil // re-dialling already (Redial)
 	}
-	redial := c.redial
-	c.redial = false
 	c.mu.Unlock()
-	c.fail(nil, ErrClosed)
-	c.mu.Lock()
-	c.redial = redial
-	c.mu.Unlock()
+	c.breakConn(nil, ErrClosed, false)
 	<-c.done
 	conn, err := c.dial(ctx)
 	if err != nil {
