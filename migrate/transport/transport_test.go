@@ -462,6 +462,9 @@ func TestRateLimiterClock(t *testing.T) {
 	}
 }
 
+// testCADER is the DER of the CA testTLS made last.
+var testCADER []byte
+
 // testTLS makes a CA, a server certificate for 127.0.0.1 and the two
 // configurations (the client verifies the server; the server asks for a
 // client certificate from the same CA).
@@ -483,6 +486,7 @@ func testTLS(t *testing.T) (server, client *tls.Config) {
 		t.Fatal(err)
 	}
 	caCert, _ := x509.ParseCertificate(caDER)
+	testCADER = caDER
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
 	leaf := func(serial int64, usage x509.ExtKeyUsage) tls.Certificate {
