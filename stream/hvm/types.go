@@ -103,33 +103,31 @@ type typeInfo struct {
 	// zeroExtend: Xen loads the record zero-extended from a shorter body
 	// (hvm_load_entry_zeroextend), so shorter bodies are valid.
 	zeroExtend bool
-	// perVCPU: the instance is a vCPU id.
-	perVCPU bool
-	new     func() Record
+	new        func() Record
 }
 
 var types = map[Typecode]typeInfo{
-	TypeEnd:            {"END", 0, false, false, func() Record { return new(End) }},
-	TypeHeader:         {"HEADER", HeaderSize, false, false, func() Record { return new(Header) }},
-	TypeCPU:            {"CPU", CPUSize, true, true, func() Record { return new(CPU) }},
-	TypePIC:            {"PIC", PICSize, false, false, func() Record { return new(PIC) }},
-	TypeIOAPIC:         {"IOAPIC", IOAPICSize, false, false, func() Record { return new(IOAPIC) }},
-	TypeLAPIC:          {"LAPIC", LAPICSize, true, true, func() Record { return new(LAPIC) }},
-	TypeLAPICRegs:      {"LAPIC_REGS", LAPICRegsSize, false, true, func() Record { return new(LAPICRegs) }},
-	TypePCIIRQ:         {"PCI_IRQ", PCIIRQSize, false, false, func() Record { return new(PCIIRQ) }},
-	TypeISAIRQ:         {"ISA_IRQ", ISAIRQSize, false, false, func() Record { return new(ISAIRQ) }},
-	TypePCILink:        {"PCI_LINK", PCILinkSize, false, false, func() Record { return new(PCILink) }},
-	TypePIT:            {"PIT", PITSize, false, false, func() Record { return new(PIT) }},
-	TypeRTC:            {"RTC", RTCSize, true, false, func() Record { return new(RTC) }},
-	TypeHPET:           {"HPET", HPETSize, false, false, func() Record { return new(HPET) }},
-	TypePMTimer:        {"PMTIMER", PMTimerSize, false, false, func() Record { return new(PMTimer) }},
-	TypeMTRR:           {"MTRR", MTRRSize, false, true, func() Record { return new(MTRR) }},
-	TypeViridianDomain: {"VIRIDIAN_DOMAIN", ViridianDomainSize, true, false, func() Record { return new(ViridianDomain) }},
-	TypeCPUXSave:       {"CPU_XSAVE", 0, false, true, func() Record { return new(CPUXSave) }},
-	TypeViridianVCPU:   {"VIRIDIAN_VCPU", ViridianVCPUSize, true, true, func() Record { return new(ViridianVCPU) }},
-	TypeVMCEVCPU:       {"VMCE_VCPU", VMCEVCPUSize, true, true, func() Record { return new(VMCEVCPU) }},
-	TypeTSCAdjust:      {"TSC_ADJUST", TSCAdjustSize, false, true, func() Record { return new(TSCAdjust) }},
-	TypeCPUMSR:         {"CPU_MSR", 0, false, true, func() Record { return new(CPUMSR) }},
+	TypeEnd:            {"END", 0, false, func() Record { return new(End) }},
+	TypeHeader:         {"HEADER", HeaderSize, false, func() Record { return new(Header) }},
+	TypeCPU:            {"CPU", CPUSize, true, func() Record { return new(CPU) }},
+	TypePIC:            {"PIC", PICSize, false, func() Record { return new(PIC) }},
+	TypeIOAPIC:         {"IOAPIC", IOAPICSize, false, func() Record { return new(IOAPIC) }},
+	TypeLAPIC:          {"LAPIC", LAPICSize, true, func() Record { return new(LAPIC) }},
+	TypeLAPICRegs:      {"LAPIC_REGS", LAPICRegsSize, false, func() Record { return new(LAPICRegs) }},
+	TypePCIIRQ:         {"PCI_IRQ", PCIIRQSize, false, func() Record { return new(PCIIRQ) }},
+	TypeISAIRQ:         {"ISA_IRQ", ISAIRQSize, false, func() Record { return new(ISAIRQ) }},
+	TypePCILink:        {"PCI_LINK", PCILinkSize, false, func() Record { return new(PCILink) }},
+	TypePIT:            {"PIT", PITSize, false, func() Record { return new(PIT) }},
+	TypeRTC:            {"RTC", RTCSize, true, func() Record { return new(RTC) }},
+	TypeHPET:           {"HPET", HPETSize, false, func() Record { return new(HPET) }},
+	TypePMTimer:        {"PMTIMER", PMTimerSize, false, func() Record { return new(PMTimer) }},
+	TypeMTRR:           {"MTRR", MTRRSize, false, func() Record { return new(MTRR) }},
+	TypeViridianDomain: {"VIRIDIAN_DOMAIN", ViridianDomainSize, true, func() Record { return new(ViridianDomain) }},
+	TypeCPUXSave:       {"CPU_XSAVE", 0, false, func() Record { return new(CPUXSave) }},
+	TypeViridianVCPU:   {"VIRIDIAN_VCPU", ViridianVCPUSize, true, func() Record { return new(ViridianVCPU) }},
+	TypeVMCEVCPU:       {"VMCE_VCPU", VMCEVCPUSize, true, func() Record { return new(VMCEVCPU) }},
+	TypeTSCAdjust:      {"TSC_ADJUST", TSCAdjustSize, false, func() Record { return new(TSCAdjust) }},
+	TypeCPUMSR:         {"CPU_MSR", 0, false, func() Record { return new(CPUMSR) }},
 }
 
 // A Record is the typed body of one entry. The concrete types are *End,
