@@ -41,22 +41,30 @@ func openIn(args []string, stdin io.Reader) (io.Reader, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-func openOut(args []string, stdout io.Writer) (*bufio.Writer, func() error, error) {
+// openOut opens the output; finish completes it, discard removes an output
+// file after a failure, so that a pack or unpack that failed leaves no file
+// that looks like a result.
+func openOut(args []string, stdout io.Writer) (w *bufio.Writer, finish func() error, discard func(), err error) {
 	if len(args) < 2 || args[1] == "-" {
 		w := bufio.NewWriterSize(stdout, 1<<20)
-		return w, w.Flush, nil
+		return w, w.Flush, func() {}, nil
 	}
 	f, err := os.Create(args[1])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	return w, func() error {
+	w = bufio.NewWriterSize(f, 1<<20)
+	finish = func() error {
 		if err := w.Flush(); err != nil {
 			return err
 		}
 		return f.Close()
-	}, nil
+	}
+	discard = func() {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return w, finish, discard, nil
 }
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
@@ -78,10 +86,16 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		defer closeIn()
-		out, finish, err := openOut(rest, stdout)
+		out, finish, discard, err := openOut(rest, stdout)
 		if err != nil {
 			return err
 		}
+		ok := false
+		defer func() {
+			if !ok {
+				discard()
+			}
+		}()
 		if args[0] == "pack" {
 			opt := pack.Options{}
 			opt.Image.Checkpointed = *ckpt
@@ -97,7 +111,11 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		} else if err := pack.Unpack(out, in); err != nil {
 			return err
 		}
-		return finish()
+		if err := finish(); err != nil {
+			return err
+		}
+		ok = true
+		return nil
 	case "cat-page", "stat":
 		if len(rest) < 1 || (args[0] == "cat-page" && len(rest) < 2) {
 			return fmt.Errorf("usage: xsrpack %s PACKED%s", args[0], map[bool]string{true: " PFN"}[args[0] == "cat-page"])

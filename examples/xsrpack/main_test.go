@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/libxc"
 )
 
 func TestPackUnpackCatStat(t *testing.T) {
@@ -37,5 +42,34 @@ func TestPackUnpackCatStat(t *testing.T) {
 	}
 	if err := run([]string{"cat-page", packed, "0x7fffffffff"}, nil, &out); err == nil {
 		t.Fatal("cat-page of a missing pfn succeeded")
+	}
+}
+
+// TestFailedPackLeavesNoFile: an image pack refuses (here a libxc record
+// declaring one byte more than the record cap) makes xsrpack fail and
+// leaves no output file behind that could pass for a packed image; an
+// unpack that fails removes its output too.
+func TestFailedPackLeavesNoFile(t *testing.T) {
+	var b bytes.Buffer
+	w := libxc.NewWriter(&b)
+	w.WriteHeader(libxc.NewImageHeader(3), libxc.DomainHeader{Type: libxc.DomainX86HVM, PageShift: 12})
+	b.Write(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, uint32(libxc.TypeHVMContext)), stream.DefaultMaxRecordSize+1))
+	dir := t.TempDir()
+	packed := filepath.Join(dir, "img.xsrp")
+	err := run([]string{"pack", "-", packed}, bytes.NewReader(b.Bytes()), io.Discard)
+	if !errors.Is(err, stream.ErrTooLarge) {
+		t.Fatalf("pack of a record past the cap: %v, want ErrTooLarge", err)
+	}
+	if _, err := os.Stat(packed); !os.IsNotExist(err) {
+		t.Fatalf("failed pack left %s (%v)", packed, err)
+	}
+	bad := filepath.Join(dir, "bad.xsrp")
+	os.WriteFile(bad, []byte("XSRPACK2\x01\x00\x00\x00S"), 0o644)
+	out := filepath.Join(dir, "out.img")
+	if err := run([]string{"unpack", bad, out}, nil, io.Discard); !errors.Is(err, stream.ErrTruncated) {
+		t.Fatalf("unpack of a cut file: %v, want ErrTruncated", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("failed unpack left %s (%v)", out, err)
 	}
 }
