@@ -120,18 +120,20 @@ func (tk *ticker) reset() {
 
 // control is one request of the source to the target.
 type control struct {
-	Op   string // time, ticks, reset, list, create, destroy, stats, quit
+	Op   string // time, ticks, reset, list, create, destroy, stats, migrate, quit
 	Name string
+	Path string // migrate: the path (see migrateOut)
 }
 
 // reply is the target's answer.
 type reply struct {
-	Now   int64 // target clock, unix ns
-	Ticks []tick
-	Names []string
-	Wire  int64  // bytes the last bridge or receiver read
-	Err   string // the last receiver's or bridge's error
-	Out   string
+	Now    int64 // target clock, unix ns
+	Ticks  []tick
+	Names  []string
+	Wire   int64  // bytes the last bridge or receiver read
+	Err    string // the last receiver's or bridge's error
+	Out    string
+	Result pairResult // migrate
 }
 
 // bridgeStats is what the target knows of the last incoming migration.
@@ -191,7 +193,7 @@ func TestLabPair(t *testing.T) {
 	labtest.Require(t)
 	switch role {
 	case "target":
-		pairTarget(t)
+		pairTarget(t, os.Getenv(envPairPeer))
 	case "source":
 		pairSource(t, os.Getenv(envPairPeer))
 	default:
@@ -204,30 +206,60 @@ func listen(t *testing.T, port int) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { l.Close() })
 	return l
 }
 
-func pairTarget(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
+// pairResult is one line of the results table.
+type pairResult struct {
+	Path, Load, From string
+	OK               bool
+	Total            time.Duration
+	Downtime         time.Duration // Go paths: suspend to RUNNING (go->xl: to the stream's end)
+	TickGap          time.Duration // last counter line at the origin to the first at the destination
+	LastSrc          int
+	FirstDst         int
+	Wire             int64
+	Err              string
+}
+
+// host is what both roles share: Xen, the receivers and the guest's ticks.
+type host struct {
+	t            *testing.T
+	h            *migrate.Host
+	tk           *ticker
+	stats        bridgeStats
+	major, minor uint32
+	peer         string
+	scripts      map[int]string
+}
+
+func newHost(t *testing.T, ctx context.Context, peerAddr string) *host {
 	h, err := migrate.OpenHost(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	tk := newTicker(ctx, pairGuest)
-	var stats bridgeStats
-
+	t.Cleanup(func() { h.Close() })
+	x := &host{t: t, h: h, tk: newTicker(ctx, pairGuest), peer: peerAddr, scripts: map[int]string{}}
+	if x.major, x.minor, err = h.X.Version(); err != nil {
+		t.Fatal(err)
+	}
+	// xl migrate runs "SSHCOMMAND HOST xl migrate-receive ...": the script
+	// ignores the command and carries stdin/stdout to a port of HOST.
+	for _, port := range []int{portXLRecv, portGoXL} {
+		f := filepath.Join(t.TempDir(), fmt.Sprintf("connect-%d.sh", port))
+		os.WriteFile(f, []byte(fmt.Sprintf("#!/bin/sh\nexec nc \"$1\" %d\n", port)), 0o755)
+		x.scripts[port] = f
+	}
 	// Go -> Go.
-	lgo := listen(t, portGo)
 	rcv := &Receiver{Target: HostTarget(h.Builder(), h.Toolstack()), Logf: t.Logf}
-	go rcv.Serve(ctx, lgo, func(r *Received, err error) {
+	go rcv.Serve(ctx, listen(t, portGo), func(r *Received, err error) {
 		var wire int64
 		if r != nil {
 			wire = r.WireBytes
 		}
-		stats.set(wire, err, "")
-		t.Logf("PAIR-TARGET receiver: %+v err=%v", r, err)
+		x.stats.set(wire, err, "")
+		t.Logf("PAIR receiver: %+v err=%v", r, err)
 	})
 	// -> xl migrate-receive, and xl migrate -> migrate.Receive.
 	serveRaw := func(l net.Listener, handle func(c net.Conn, cr *countConnReader) (string, error)) {
@@ -240,80 +272,164 @@ func pairTarget(t *testing.T) {
 				cr := &countConnReader{r: c}
 				out, err := handle(c, cr)
 				c.Close()
-				stats.set(cr.n.Load(), err, out)
-				t.Logf("PAIR-TARGET %v: wire %d err=%v\n%s", l.Addr(), cr.n.Load(), err, out)
+				x.stats.set(cr.n.Load(), err, out)
+				t.Logf("PAIR %v: wire %d err=%v\n%s", l.Addr(), cr.n.Load(), err, out)
 			}
 		}()
 	}
-	lxl := listen(t, portXLRecv)
-	serveRaw(lxl, func(c net.Conn, cr *countConnReader) (string, error) {
+	serveRaw(listen(t, portXLRecv), func(c net.Conn, cr *countConnReader) (string, error) {
 		cmd := exec.CommandContext(ctx, "xl", "migrate-receive")
 		var errb strings.Builder
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = cr, c, &errb
 		err := cmd.Run()
 		return errb.String(), err
 	})
-	lgx := listen(t, portGoXL)
-	serveRaw(lgx, func(c net.Conn, cr *countConnReader) (string, error) {
+	serveRaw(listen(t, portGoXL), func(c net.Conn, cr *countConnReader) (string, error) {
 		_, err := migrate.Receive(ctx, h.Builder(), h.Toolstack(), cr, c, migrate.RestoreOptions{})
 		return "", err
 	})
-	defer lgo.Close()
-	defer lxl.Close()
-	defer lgx.Close()
+	return x
+}
 
+func (x *host) domid() (*migrate.XenDomain, error) {
+	out, err := labtest.RunErr("xl", "domid", pairGuest)
+	if err != nil {
+		return nil, fmt.Errorf("xl domid %s: %v %s", pairGuest, err, out)
+	}
+	id, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return nil, fmt.Errorf("xl domid: %q", out)
+	}
+	return x.h.Domain(uint32(id)), nil
+}
+
+func (x *host) saveOpt(d *migrate.XenDomain) (migrate.SaveOptions, error) {
+	config, err := d.Config()
+	return migrate.SaveOptions{Live: true, Config: config, XenMajor: x.major, XenMinor: x.minor}, err
+}
+
+// migrateOut sends the guest from this host to the peer along path: xl->xl,
+// go-ENCODING, go->xl or xl->go. Wire bytes of the xl paths are counted at
+// the receiving end.
+func (x *host) migrateOut(ctx context.Context, path string) (r pairResult) {
+	r.Path = path
+	fail := func(err error) pairResult {
+		r.Err = err.Error()
+		return r
+	}
+	d, err := x.domid()
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case path == "xl->xl" || path == "xl->go":
+		port := portXLRecv
+		if path == "xl->go" {
+			port = portGoXL
+		}
+		start := time.Now()
+		out, err := labtest.RunErr("xl", "migrate", "-s", "sh "+x.scripts[port], pairGuest, x.peer)
+		r.Total = time.Since(start)
+		x.t.Logf("xl migrate (%s): %v\n%s", path, err, out)
+		if err != nil {
+			return fail(fmt.Errorf("xl migrate: %v: %s", err, lastLine(out)))
+		}
+	case path == "go->xl":
+		opt, err := x.saveOpt(d)
+		if err != nil {
+			return fail(err)
+		}
+		conn, err := net.Dial("tcp", net.JoinHostPort(x.peer, strconv.Itoa(portXLRecv)))
+		if err != nil {
+			return fail(err)
+		}
+		defer conn.Close()
+		m := &migrate.Migration{Send: conn, Recv: conn, Rename: d.Rename, Name: pairGuest, Logf: x.t.Logf}
+		start := time.Now()
+		st, err := m.Run(ctx, migrate.NewSaver(d, opt))
+		r.Total, r.Downtime, r.Wire = time.Since(start), st.Downtime, st.Bytes
+		if err != nil {
+			return fail(err)
+		}
+	case strings.HasPrefix(path, "go-"):
+		opt, err := x.saveOpt(d)
+		if err != nil {
+			return fail(err)
+		}
+		conn, err := Dial(ctx, net.JoinHostPort(x.peer, strconv.Itoa(portGo)), nil)
+		if err != nil {
+			return fail(err)
+		}
+		snd := &Sender{Encodings: []string{strings.TrimPrefix(path, "go-")}, Rename: d.Rename, Logf: x.t.Logf}
+		res, err := snd.Send(ctx, conn, d, pairGuest, opt)
+		r.Total, r.Downtime, r.Wire = res.Total, res.Downtime, res.WireBytes
+		x.t.Logf("%s rounds: %+v", path, res.Save.Rounds)
+		if err != nil {
+			return fail(err)
+		}
+	default:
+		return fail(fmt.Errorf("unknown path %q", path))
+	}
+	r.OK = true
+	return r
+}
+
+func lastLine(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return l[len(l)-1]
+}
+
+func pairTarget(t *testing.T, peerAddr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	x := newHost(t, ctx, peerAddr)
 	lc := listen(t, portControl)
-	defer lc.Close()
 	t.Logf("PAIR-TARGET ready")
 	// One control connection: when the source goes (quit, or its test
 	// process ends), so does the target.
 	lc.(*net.TCPListener).SetDeadline(time.Now().Add(15 * time.Minute))
-	{
-		c, err := lc.Accept()
-		if err != nil {
-			t.Fatal(err)
+	c, err := lc.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dec, enc := json.NewDecoder(bufio.NewReader(c)), json.NewEncoder(c)
+	for {
+		var req control
+		if err := dec.Decode(&req); err != nil {
+			t.Logf("PAIR-TARGET: the source hung up: %v", err)
+			return
 		}
-		defer c.Close()
-		dec, enc := json.NewDecoder(bufio.NewReader(c)), json.NewEncoder(c)
-		for {
-			var req control
-			if err := dec.Decode(&req); err != nil {
-				break
+		var rep reply
+		switch req.Op {
+		case "time":
+		case "ticks":
+			rep.Ticks = x.tk.all()
+		case "reset":
+			x.tk.reset()
+			x.stats.set(0, nil, "")
+		case "list":
+			rep.Names = xlNames()
+		case "create":
+			out, err := labtest.RunErr("xl", "create", labtest.GuestPVH)
+			rep.Out = out
+			if err != nil {
+				rep.Err = err.Error()
 			}
-			var rep reply
-			switch req.Op {
-			case "time":
-			case "ticks":
-				rep.Ticks = tk.all()
-			case "reset":
-				tk.reset()
-				stats.set(0, nil, "")
-			case "list":
-				rep.Names = xlNames()
-			case "create":
-				out, err := labtest.RunErr("xl", "create", labtest.GuestPVH)
-				rep.Out = out
-				if err != nil {
-					rep.Err = err.Error()
-				}
-			case "destroy":
-				destroyAll(req.Name)
-				files, _ := filepath.Glob(filepath.Join(labtest.ConsoleDir, "guest-"+req.Name+"*.log"))
-				for _, f := range files {
-					os.Remove(f)
-				}
-			case "stats":
-				stats.mu.Lock()
-				rep.Wire, rep.Err, rep.Out = stats.wire, stats.err, stats.out
-				stats.mu.Unlock()
-			case "quit":
-				enc.Encode(rep)
-				return
-			}
-			rep.Now = time.Now().UnixNano()
+		case "destroy":
+			destroyAll(req.Name)
+		case "stats":
+			x.stats.mu.Lock()
+			rep.Wire, rep.Err, rep.Out = x.stats.wire, x.stats.err, x.stats.out
+			x.stats.mu.Unlock()
+		case "migrate":
+			rep.Result = x.migrateOut(ctx, req.Path)
+		case "quit":
 			enc.Encode(rep)
+			return
 		}
-		t.Logf("PAIR-TARGET: the source hung up")
+		rep.Now = time.Now().UnixNano()
+		enc.Encode(rep)
 	}
 }
 
@@ -328,7 +444,7 @@ type peer struct {
 
 func (p *peer) do(req control) reply {
 	p.t.Helper()
-	p.c.SetDeadline(time.Now().Add(2 * time.Minute))
+	p.c.SetDeadline(time.Now().Add(5 * time.Minute))
 	var rep reply
 	err := p.enc.Encode(req)
 	if err == nil {
@@ -351,28 +467,16 @@ func (p *peer) syncClock() {
 		t1 := time.Now()
 		if rtt := t1.Sub(t0); rtt < best {
 			best = rtt
-			mid := t0.Add(rtt / 2)
-			p.offset = time.Unix(0, rep.Now).Sub(mid)
+			p.offset = time.Unix(0, rep.Now).Sub(t0.Add(rtt / 2))
 		}
 	}
 	p.t.Logf("PAIR clock offset %v (rtt %v)", p.offset, best)
 }
 
-// pairResult is one line of the results table.
-type pairResult struct {
-	Path, Load string
-	OK         bool
-	Total      time.Duration
-	Downtime   time.Duration // Go paths: suspend to RUNNING
-	TickGap    time.Duration // last counter line at the source to first at the target
-	LastSrc    int
-	FirstDst   int
-	Wire       int64
-	Err        string
-}
-
 func pairSource(t *testing.T, peerAddr string) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	x := newHost(t, ctx, peerAddr)
 	// Wait for the target's control port (it boots at the same time).
 	var c net.Conn
 	var err error
@@ -388,19 +492,6 @@ func pairSource(t *testing.T, peerAddr string) {
 	p := &peer{t: t, c: c, dec: json.NewDecoder(bufio.NewReader(c)), enc: json.NewEncoder(c)}
 	defer p.do(control{Op: "quit"})
 	p.syncClock()
-
-	h, err := migrate.OpenHost(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	major, minor, err := h.X.Version()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tctx, stopTicks := context.WithCancel(ctx)
-	defer stopTicks()
-	tk := newTicker(tctx, pairGuest)
 
 	load := os.Getenv(envPairLoad)
 	if load == "" {
@@ -419,153 +510,121 @@ func pairSource(t *testing.T, peerAddr string) {
 		os.WriteFile(f, []byte(s), 0o644)
 		return f
 	}
-	connect := func(port int) string {
-		f := filepath.Join(t.TempDir(), fmt.Sprintf("connect-%d.sh", port))
-		// xl migrate runs "SSHCOMMAND HOST xl migrate-receive ...": ignore
-		// the command, carry stdin/stdout to the port.
-		os.WriteFile(f, []byte(fmt.Sprintf("#!/bin/sh\nexec nc \"$1\" %d\n", port)), 0o755)
-		return f
-	}
-	connXL, connGo := connect(portXLRecv), connect(portGoXL)
-
-	// startGuest creates the guest at the source and returns its domid.
-	startGuest := func(t *testing.T, cfg string) uint32 {
+	// startGuest creates the guest at the source.
+	startGuest := func(t *testing.T, cfg string) {
 		destroyAll(pairGuest)
+		p.do(control{Op: "destroy", Name: pairGuest})
 		files, _ := filepath.Glob(filepath.Join(labtest.ConsoleDir, "guest-"+pairGuest+"*.log"))
 		for _, f := range files {
 			os.Remove(f)
 		}
-		tk.reset()
-		p.do(control{Op: "destroy", Name: pairGuest})
-		p.do(control{Op: "reset"})
 		labtest.Run(t, "xl", "create", cfg)
 		labtest.WaitCounter(t, pairGuest, 2, 5*time.Minute)
-		out := labtest.Run(t, "xl", "domid", pairGuest)
-		id, err := strconv.Atoi(strings.TrimSpace(out))
-		if err != nil {
-			t.Fatalf("xl domid: %q", out)
-		}
-		return uint32(id)
 	}
-	saveOpt := func(d *migrate.XenDomain) migrate.SaveOptions {
-		config, err := d.Config()
-		if err != nil {
-			t.Fatal(err)
+	// ticksOf returns a side's ticks in the source's clock.
+	ticksOf := func(side string) []tick {
+		if side == "source" {
+			return x.tk.all()
 		}
-		return migrate.SaveOptions{Live: true, Config: config, XenMajor: major, XenMinor: minor}
+		ts := p.do(control{Op: "ticks"}).Ticks
+		for i := range ts {
+			ts[i].At = ts[i].At.Add(-p.offset)
+		}
+		return ts
 	}
-	// runsAt checks the guest's counter goes on at the target and not at
-	// the source; it fills the tick figures of r.
-	checkTarget := func(t *testing.T, r *pairResult) {
+	namesOf := func(side string) []string {
+		if side == "source" {
+			return xlNames()
+		}
+		return p.do(control{Op: "list"}).Names
+	}
+	other := map[string]string{"source": "target", "target": "source"}
+	// hop migrates the guest from side `from` to the other along path and
+	// checks its counter goes on there and it is gone from `from`.
+	hop := func(t *testing.T, from, path string, dirty bool) (r pairResult) {
+		x.tk.reset()
+		x.stats.set(0, nil, "")
+		p.do(control{Op: "reset"})
+		time.Sleep(2500 * time.Millisecond) // counter lines at the origin
+		if from == "source" {
+			r = x.migrateOut(ctx, path)
+		} else {
+			r = p.do(control{Op: "migrate", Path: path}).Result
+		}
+		r.From, r.Load = from, loadName(dirty, load)
+		wire := func() {
+			if r.Wire != 0 {
+				return
+			}
+			if other[from] == "source" {
+				x.stats.mu.Lock()
+				r.Wire = x.stats.wire
+				x.stats.mu.Unlock()
+			} else {
+				r.Wire = p.do(control{Op: "stats"}).Wire
+			}
+		}
+		defer wire() // after the counter checks: the receiving end has finished counting
+		if !r.OK {
+			t.Errorf("%s from the %s: %s", path, from, r.Err)
+			return r
+		}
+		to := other[from]
 		deadline := time.Now().Add(90 * time.Second)
 		var dst []tick
 		for time.Now().Before(deadline) {
-			dst = p.do(control{Op: "ticks"}).Ticks
-			if len(dst) >= 3 {
+			if dst = ticksOf(to); len(dst) >= 3 {
 				break
 			}
 			time.Sleep(time.Second)
 		}
-		src := tk.all()
+		src := ticksOf(from)
 		if len(dst) < 3 || len(src) == 0 {
-			t.Errorf("%s: counter at the target: %d lines (source %d)", r.Path, len(dst), len(src))
-			return
+			t.Errorf("%s: counter lines: %d at the %s (destination), %d at the %s", path, len(dst), to, len(src), from)
+			r.OK = false
+			return r
 		}
 		last, first := src[len(src)-1], dst[0]
 		r.LastSrc, r.FirstDst = last.N, first.N
-		r.TickGap = first.At.Add(-p.offset).Sub(last.At)
+		r.TickGap = first.At.Sub(last.At)
 		if first.N < last.N || dst[len(dst)-1].N <= first.N {
-			t.Errorf("%s: counter: last at the source %d, at the target %d..%d", r.Path, last.N, first.N, dst[len(dst)-1].N)
+			t.Errorf("%s: counter: last at the %s %d, at the %s %d..%d", path, from, last.N, to, first.N, dst[len(dst)-1].N)
+			r.OK = false
 		}
-		for _, n := range xlNames() {
+		for _, n := range namesOf(from) {
 			if strings.HasPrefix(n, pairGuest) {
-				t.Errorf("%s: %s still at the source", r.Path, n)
+				t.Errorf("%s: %s still at the %s", path, n, from)
+				r.OK = false
 			}
 		}
+		return r
 	}
+
 	var results []pairResult
 	record := func(r pairResult) {
 		results = append(results, r)
-		t.Logf("PAIR-RESULT path=%s load=%s ok=%v total=%v downtime=%v tickgap=%v counter=%d->%d wire=%d err=%s",
-			r.Path, r.Load, r.OK, r.Total.Round(time.Millisecond), r.Downtime.Round(time.Millisecond),
+		t.Logf("PAIR-RESULT path=%s from=%s load=%s ok=%v total=%v downtime=%v tickgap=%v counter=%d->%d wire=%d err=%s",
+			r.Path, r.From, r.Load, r.OK, r.Total.Round(time.Millisecond), r.Downtime.Round(time.Millisecond),
 			r.TickGap.Round(time.Millisecond), r.LastSrc, r.FirstDst, r.Wire, r.Err)
 	}
-
-	goPath := func(enc string, dirty bool) func(t *testing.T) {
-		return func(t *testing.T) {
-			r := pairResult{Path: "go-" + enc, Load: loadName(dirty, load)}
-			defer func() { record(r) }()
-			id := startGuest(t, cfgFor(dirty))
-			d := h.Domain(id)
-			conn, err := Dial(ctx, net.JoinHostPort(peerAddr, strconv.Itoa(portGo)), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			snd := &Sender{Encodings: []string{enc}, Rename: d.Rename, Logf: t.Logf}
-			res, err := snd.Send(ctx, conn, d, pairGuest, saveOpt(d))
-			r.Total, r.Downtime, r.Wire = res.Total, res.Downtime, res.WireBytes
-			if err != nil {
-				r.Err = err.Error()
-				t.Fatal(err)
-			}
-			t.Logf("rounds: %+v", res.Save.Rounds)
-			checkTarget(t, &r)
-			r.OK = !t.Failed()
-		}
+	paths := strings.Fields(os.Getenv("XENSR_PAIR_PATHS"))
+	if len(paths) == 0 {
+		paths = []string{"xl->xl", "go-raw", "go-zstd", "go-pack", "go->xl", "xl->go"}
 	}
-	goToXL := func(dirty bool) func(t *testing.T) {
-		return func(t *testing.T) {
-			r := pairResult{Path: "go->xl", Load: loadName(dirty, load)}
-			defer func() { record(r) }()
-			id := startGuest(t, cfgFor(dirty))
-			d := h.Domain(id)
-			conn, err := net.Dial("tcp", net.JoinHostPort(peerAddr, strconv.Itoa(portXLRecv)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			opt := saveOpt(d)
-			m := &migrate.Migration{Send: conn, Recv: conn, Rename: d.Rename, Name: pairGuest, Logf: t.Logf}
-			start := time.Now()
-			st, err := m.Run(ctx, migrate.NewSaver(d, opt))
-			r.Total = time.Since(start)
-			r.Downtime = st.Downtime // to the END of the stream only
-			r.Wire = st.Bytes
-			if err != nil {
-				r.Err = err.Error()
-				t.Fatal(err)
-			}
-			checkTarget(t, &r)
-			r.OK = !t.Failed()
-		}
-	}
-	xlPath := func(name, script string, dirty bool) func(t *testing.T) {
-		return func(t *testing.T) {
-			r := pairResult{Path: name, Load: loadName(dirty, load)}
-			defer func() { record(r) }()
-			startGuest(t, cfgFor(dirty))
-			start := time.Now()
-			out, err := labtest.RunErr("xl", "migrate", "-s", "sh "+script, pairGuest, peerAddr)
-			r.Total = time.Since(start)
-			t.Logf("xl migrate: %v\n%s", err, out)
-			st := p.do(control{Op: "stats"})
-			r.Wire = st.Wire
-			if err != nil {
-				r.Err = fmt.Sprintf("%v (target: %s)", err, st.Err)
-				t.Fatal(r.Err)
-			}
-			checkTarget(t, &r)
-			r.OK = !t.Failed()
-		}
-	}
+	// The guest goes back and forth: one boot per load.
 	for _, dirty := range []bool{false, true} {
-		sfx := "/" + loadName(dirty, load)
-		t.Run("xl->xl"+sfx, xlPath("xl->xl", connXL, dirty))
-		t.Run("go-raw"+sfx, goPath(EncodingRaw, dirty))
-		t.Run("go-zstd"+sfx, goPath(EncodingZstd, dirty))
-		t.Run("go-pack"+sfx, goPath(EncodingPack, dirty))
-		t.Run("go->xl"+sfx, goToXL(dirty))
-		t.Run("xl->go"+sfx, xlPath("xl->go", connGo, dirty))
+		t.Run(loadName(dirty, load), func(t *testing.T) {
+			startGuest(t, cfgFor(dirty))
+			at := "source"
+			for _, path := range paths {
+				r := hop(t, at, path, dirty)
+				record(r)
+				if !r.OK {
+					break // where the guest is is unclear: next load
+				}
+				at = other[at]
+			}
+		})
 	}
 
 	// Failures: the guest must go on at the source and nothing be left at
@@ -577,57 +636,72 @@ func pairSource(t *testing.T, peerAddr string) {
 			t.Errorf("left at the target: %q", names)
 		}
 	}
-	cut := func(phase Phase) func(t *testing.T) {
-		return func(t *testing.T) {
-			r := pairResult{Path: "cut-" + phase.String(), Load: "idle"}
-			defer func() { record(r) }()
-			id := startGuest(t, labtest.GuestPVH)
-			d := h.Domain(id)
-			raw, err := net.Dial("tcp", net.JoinHostPort(peerAddr, strconv.Itoa(portGo)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cc := &cutConn{Conn: raw}
-			var dom migrate.Domain = d
-			if phase == PhasePrecopy {
-				cc.arm(16 << 20) // inside the first pass (128 MiB guest, raw)
-			} else {
-				dom = suspendHook{Domain: d, f: func() { cc.arm(4 << 10) }}
-			}
-			res, err := (&Sender{Encodings: []string{EncodingRaw}, Rename: d.Rename}).Send(ctx, cc, dom, pairGuest, saveOpt(d))
-			r.Total, r.Wire = res.Total, res.WireBytes
-			var e *Error
-			if err != nil {
-				r.Err = err.Error()
-			}
-			if !errors.As(err, &e) || e.Phase != phase || !e.SourceRunning || !cc.cut.Load() {
-				t.Fatalf("got %v, want a %v failure with the guest running at the source", err, phase)
-			}
-			time.Sleep(2 * time.Second) // the target's cleanup
-			sourceRuns(t)
-			st := p.do(control{Op: "stats"})
-			t.Logf("target: %s", st.Err)
-			if !strings.Contains(st.Err, "nothing left at the target") {
-				t.Errorf("target's error: %q", st.Err)
-			}
-			r.OK = !t.Failed()
+	t.Run("failures", func(t *testing.T) {
+		startGuest(t, labtest.GuestPVH)
+		for _, phase := range []Phase{PhasePrecopy, PhaseStopAndCopy} {
+			r := pairResult{Path: "cut-" + phase.String(), From: "source", Load: "idle"}
+			func() {
+				d, err := x.domid()
+				if err != nil {
+					t.Fatal(err)
+				}
+				opt, err := x.saveOpt(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x.stats.set(0, nil, "")
+				p.do(control{Op: "reset"})
+				raw, err := net.Dial("tcp", net.JoinHostPort(peerAddr, strconv.Itoa(portGo)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cc := &cutConn{Conn: raw}
+				var dom migrate.Domain = d
+				if phase == PhasePrecopy {
+					cc.arm(16 << 20) // inside the first pass (128 MiB guest, raw)
+				} else {
+					dom = suspendHook{Domain: d, f: func() { cc.arm(4 << 10) }}
+				}
+				res, err := (&Sender{Encodings: []string{EncodingRaw}, Rename: d.Rename}).Send(ctx, cc, dom, pairGuest, opt)
+				r.Total, r.Wire = res.Total, res.WireBytes
+				if err != nil {
+					r.Err = err.Error()
+				}
+				var e *Error
+				if !errors.As(err, &e) || e.Phase != phase || !e.SourceRunning || !cc.cut.Load() {
+					t.Errorf("%v: got %v, want a %v failure with the guest running at the source", phase, err, phase)
+					return
+				}
+				time.Sleep(3 * time.Second) // the target's cleanup
+				sourceRuns(t)
+				st := p.do(control{Op: "stats"})
+				t.Logf("target: %s", st.Err)
+				if !strings.Contains(st.Err, "nothing left at the target") {
+					t.Errorf("target's error: %q", st.Err)
+					return
+				}
+				r.OK = true
+			}()
+			record(r)
 		}
-	}
-	t.Run("cut-precopy", cut(PhasePrecopy))
-	t.Run("cut-stop-and-copy", cut(PhaseStopAndCopy))
-	t.Run("name-exists", func(t *testing.T) {
-		r := pairResult{Path: "name-exists", Load: "idle"}
+		r := pairResult{Path: "name-exists", From: "source", Load: "idle"}
 		defer func() { record(r) }()
-		id := startGuest(t, labtest.GuestPVH)
 		if rep := p.do(control{Op: "create"}); rep.Err != "" {
 			t.Fatalf("xl create at the target: %s %s", rep.Err, rep.Out)
 		}
-		d := h.Domain(id)
+		d, err := x.domid()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt, err := x.saveOpt(d)
+		if err != nil {
+			t.Fatal(err)
+		}
 		conn, err := Dial(ctx, net.JoinHostPort(peerAddr, strconv.Itoa(portGo)), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = (&Sender{}).Send(ctx, conn, d, pairGuest, saveOpt(d))
+		_, err = (&Sender{}).Send(ctx, conn, d, pairGuest, opt)
 		if err != nil {
 			r.Err = err.Error()
 		}
@@ -641,16 +715,16 @@ func pairSource(t *testing.T, peerAddr string) {
 		if len(names) != 1 || names[0] != pairGuest {
 			t.Errorf("target has %q, want only its own %s", names, pairGuest)
 		}
-		p.do(control{Op: "destroy", Name: pairGuest})
 		r.OK = !t.Failed()
 	})
 	destroyAll(pairGuest)
+	p.do(control{Op: "destroy", Name: pairGuest})
 
 	// The table.
 	var b strings.Builder
-	fmt.Fprintf(&b, "path\tload\tok\ttotal_s\tdowntime_s\ttickgap_s\twire_bytes\terror\n")
+	fmt.Fprintf(&b, "path\tfrom\tload\tok\ttotal_s\tdowntime_s\ttickgap_s\twire_bytes\terror\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "%s\t%s\t%v\t%.2f\t%.3f\t%.3f\t%d\t%s\n", r.Path, r.Load, r.OK, r.Total.Seconds(),
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%v\t%.2f\t%.3f\t%.3f\t%d\t%s\n", r.Path, r.From, r.Load, r.OK, r.Total.Seconds(),
 			r.Downtime.Seconds(), r.TickGap.Seconds(), r.Wire, r.Err)
 	}
 	os.WriteFile(filepath.Join(labtest.OutDir(t), "pair-results.tsv"), []byte(b.String()), 0o644)
