@@ -54,7 +54,11 @@ echo "== xenlab pair: booting source (listens on 127.0.0.1:$PORT) and target"
 t0=$SECONDS
 boot source listen &
 src=$!
-sleep 3
+# The target's QEMU connects once: wait until the source's QEMU listens.
+for _ in $(seq 60); do
+	ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT " && break
+	sleep 0.5
+done
 boot target connect &
 dst=$!
 rc=0
