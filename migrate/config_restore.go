@@ -60,10 +60,10 @@ type jsonConfig struct {
 	BInfo struct {
 		MaxVCPUs          *uint32 `json:"max_vcpus"`
 		AvailVCPUs        []int   `json:"avail_vcpus"`
-		MaxMemKB          *int64  `json:"max_memkb"`
-		TargetMemKB       *int64  `json:"target_memkb"`
-		VideoMemKB        *int64  `json:"video_memkb"`
-		ShadowMemKB       *int64  `json:"shadow_memkb"`
+		MaxMemKB          *kbValue  `json:"max_memkb"`
+		TargetMemKB       *kbValue  `json:"target_memkb"`
+		VideoMemKB        *kbValue  `json:"video_memkb"`
+		ShadowMemKB       *kbValue  `json:"shadow_memkb"`
 		EventChannels     *uint32 `json:"event_channels"`
 		MaxGrantFrames    *int32  `json:"max_grant_frames"`
 		MaxMaptrackFrames *int32  `json:"max_maptrack_frames"`
@@ -78,6 +78,25 @@ type jsonConfig struct {
 			MSRRelaxed string `json:"msr_relaxed"`
 		} `json:"arch_x86"`
 	} `json:"b_info"`
+}
+
+// kbValue is a libxl MemKB: a number, where libxl's "default" (all ones,
+// or -1) reads as -1.
+type kbValue int64
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (k *kbValue) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	v, err := n.Int64()
+	if err != nil || v < 0 {
+		*k = -1
+		return nil
+	}
+	*k = kbValue(v)
+	return nil
 }
 
 func defbool(s string, def bool) bool {
@@ -127,7 +146,7 @@ func ParseDomainConfig(b []byte) (*DomainConfig, error) {
 			c.AvailVCPUs[v] = true
 		}
 	}
-	kb := func(p *int64, def uint64) uint64 {
+	kb := func(p *kbValue, def uint64) uint64 {
 		if p == nil || *p < 0 {
 			return def
 		}

@@ -326,3 +326,18 @@ func TestRestorePaused(t *testing.T) {
 		t.Fatalf("Destroy: %v, left %s", err, leftovers(b, ts))
 	}
 }
+
+func TestParseDomainConfigDefaults(t *testing.T) {
+	c, err := ParseDomainConfig([]byte(`{"c_info":{"type":"pvh","name":"g"},"b_info":{"max_memkb":131072,"shadow_memkb":18446744073709551615,"video_memkb":-1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxVCPUs != 1 || c.TargetMemKB != 131072 || c.ShadowMemKB != 4*(256+2*128) || c.VideoMemKB != 0 || !c.HAP || c.TimerMode != 1 || c.EventChannels != 1023 || c.MaxGrantFrames != -1 {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, bad := range []string{`{`, `{"c_info":{"uuid":"xyz"}}`, `{"b_info":{"max_memkb":0}}`, `{"b_info":{"max_memkb":1024,"tsc_mode":"bogus"}}`} {
+		if _, err := ParseDomainConfig([]byte(bad)); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
