@@ -58,22 +58,22 @@ type jsonConfig struct {
 		OOS     string `json:"oos"`
 	} `json:"c_info"`
 	BInfo struct {
-		MaxVCPUs          *uint32 `json:"max_vcpus"`
-		AvailVCPUs        []int   `json:"avail_vcpus"`
-		MaxMemKB          *kbValue  `json:"max_memkb"`
-		TargetMemKB       *kbValue  `json:"target_memkb"`
-		VideoMemKB        *kbValue  `json:"video_memkb"`
-		ShadowMemKB       *kbValue  `json:"shadow_memkb"`
-		EventChannels     *uint32 `json:"event_channels"`
-		MaxGrantFrames    *int32  `json:"max_grant_frames"`
-		MaxMaptrackFrames *int32  `json:"max_maptrack_frames"`
-		MaxGrantVersion   *int32  `json:"max_grant_version"`
-		TSCMode           string  `json:"tsc_mode"`
-		TimerMode         string  `json:"timer_mode"`
-		Altp2m            string  `json:"altp2m"`
-		NestedHVM         string  `json:"nested_hvm"`
-		VPMU              string  `json:"vpmu"`
-		VMTraceBufKB      uint32  `json:"vmtrace_buf_kb"`
+		MaxVCPUs          *uint32  `json:"max_vcpus"`
+		AvailVCPUs        []int    `json:"avail_vcpus"`
+		MaxMemKB          *kbValue `json:"max_memkb"`
+		TargetMemKB       *kbValue `json:"target_memkb"`
+		VideoMemKB        *kbValue `json:"video_memkb"`
+		ShadowMemKB       *kbValue `json:"shadow_memkb"`
+		EventChannels     *uint32  `json:"event_channels"`
+		MaxGrantFrames    *int32   `json:"max_grant_frames"`
+		MaxMaptrackFrames *int32   `json:"max_maptrack_frames"`
+		MaxGrantVersion   *int32   `json:"max_grant_version"`
+		TSCMode           string   `json:"tsc_mode"`
+		TimerMode         string   `json:"timer_mode"`
+		Altp2m            string   `json:"altp2m"`
+		NestedHVM         string   `json:"nested_hvm"`
+		VPMU              string   `json:"vpmu"`
+		VMTraceBufKB      uint32   `json:"vmtrace_buf_kb"`
 		ArchX86           struct {
 			MSRRelaxed string `json:"msr_relaxed"`
 		} `json:"arch_x86"`
