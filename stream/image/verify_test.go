@@ -40,7 +40,8 @@ func TestVerifyFixtures(t *testing.T) {
 }
 
 // TestVerifyDeeper shows what Verify checks beyond a strict Walk: the HVM
-// context's entries and the JSON configuration. Each mutated image still
+// context's entries. (The JSON configuration is checked by the strict xl
+// header read itself.) Each mutated image still
 // walks strictly (the control) and fails Verify at the right place.
 func TestVerifyDeeper(t *testing.T) {
 	in := fixture(t, "guest3-pvh.xl")
@@ -68,9 +69,6 @@ func TestVerifyDeeper(t *testing.T) {
 	noEnd := bytes.Clone(in)
 	endAt := hvmBody + int64(hvmLen) - hvm.DescriptorSize
 	noEnd[endAt] = 0x15
-	badJSON := bytes.Clone(in)
-	cfg := bytes.IndexByte(in, '{')
-	badJSON[cfg] = '['
 	for _, tc := range []struct {
 		name  string
 		in    []byte
@@ -79,7 +77,6 @@ func TestVerifyDeeper(t *testing.T) {
 		err   error
 	}{
 		{"HVM HEADER magic", badMagic, hvm.Layer, hvmBody, stream.ErrValue},
-		{"config JSON", badJSON, "xl", 0, stream.ErrValue},
 		{"HVM END", noEnd, hvm.Layer, endAt + hvm.DescriptorSize, hvm.ErrNoEnd},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
