@@ -95,8 +95,14 @@ func readBody(r io.Reader, b block) (block, error) {
 
 // decode decompresses the block and checks a page block's layout; with
 // undo it also reverses the transforms of every page.
+//
+// The block's raw buffer, if it has room, is reused for the result.
 func (b *block) decode(undo bool) error {
-	raw, err := decoder.DecodeAll(b.comp, make([]byte, 0, b.rawLen))
+	dst := b.raw[:0]
+	if cap(dst) < int(b.rawLen) {
+		dst = make([]byte, 0, b.rawLen)
+	}
+	raw, err := decoder.DecodeAll(b.comp, dst)
 	if err != nil || len(raw) != int(b.rawLen) {
 		return formatErr(b.off, fmt.Sprintf("block data (%v)", err), ErrCorrupt)
 	}
@@ -681,11 +687,17 @@ func (f *File) Page(round int, pfn uint64) ([]byte, error) {
 // decompressing only skeleton blocks.
 func (f *File) NonPage(w io.Writer) error {
 	var ex expander
+	var buf []byte // one raw buffer for every block
 	for _, off := range f.skel {
-		b, err := f.block(off, false)
+		b, err := readBlock(io.NewSectionReader(f.r, off, f.Size-off), off)
+		if err == nil {
+			b.raw = buf
+			err = b.decode(false)
+		}
 		if err != nil {
 			return err
 		}
+		buf = b.raw
 		if err := ex.expand(w, b, nil); err != nil {
 			return err
 		}
