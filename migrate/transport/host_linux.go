@@ -13,14 +13,17 @@ import (
 
 // SendDomain live-migrates domain domid of h to the receiver at addr
 // (HOST:PORT) as the flags say: opt is the save's options (Config,
-// XenMajor/XenMinor, Log...), its Live and Policy set here.
+// XenMajor/XenMinor, Log...); Live is set here, and Policy when -policy rate
+// is given or opt has none.
 func SendDomain(ctx context.Context, h *migrate.Host, domid uint32, addr string, f *Flags, opt migrate.SaveOptions, logf func(string, ...any)) (Result, error) {
 	s, err := f.Sender()
 	if err != nil {
 		return Result{}, err
 	}
-	if opt.Policy, err = f.PrecopyPolicy(); err != nil {
-		return Result{}, err
+	if f.Policy == "rate" || opt.Policy == nil {
+		if opt.Policy, err = f.PrecopyPolicy(); err != nil {
+			return Result{}, err
+		}
 	}
 	cfg, err := f.TLS(false, addr)
 	if err != nil {
