@@ -19,7 +19,7 @@ ping -c 2 -W 5 "$PEER" >results/ping.txt 2>&1 || echo "XENSR-LAB: first ping of 
 export XENSR_LAB=1 XENSR_PAIR_ROLE="$ROLE" XENSR_PAIR_PEER="$PEER" XENSR_PAIR_DIRTY
 cp transport.test /tmp/t.test && chmod +x /tmp/t.test
 start=$(cut -d' ' -f1 /proc/uptime)
-(cd artifacts && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLabPair}" -test.v -test.timeout 40m) >results/pair.log 2>&1
+(cd artifacts && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLabPair}" -test.v -test.timeout 20m) >results/pair.log 2>&1
 echo $? >results/pair.rc
 end=$(cut -d' ' -f1 /proc/uptime)
 echo "XENSR-LAB: pair $ROLE rc=$(cat results/pair.rc) seconds=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')"

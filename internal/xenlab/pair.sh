@@ -20,6 +20,7 @@ KVER=$(cd /lib/modules && ls -d *-amd64 2>/dev/null | sort -V | tail -1)
 bash internal/xenlab/build.sh
 CGO_ENABLED=0 go test -c -o "$OUT/transport.test" ./migrate/transport
 
+export XENSR_LAB_TIMEOUT=${XENSR_LAB_TIMEOUT:-1500} # a hung run must not hold the lab lock for long
 PORT=${XENSR_PAIR_PORT:-$((20000 + RANDOM % 20000))}
 for role in source target; do
 	D=$OUT/$role

@@ -380,7 +380,7 @@ func lastLine(s string) string {
 }
 
 func pairTarget(t *testing.T, peerAddr string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	x := newHost(t, ctx, peerAddr)
 	lc := listen(t, portControl)
@@ -474,7 +474,7 @@ func (p *peer) syncClock() {
 }
 
 func pairSource(t *testing.T, peerAddr string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	x := newHost(t, ctx, peerAddr)
 	// Wait for the target's control port (it boots at the same time).
