@@ -203,6 +203,19 @@ type testTarget struct {
 	unpauseErr error
 	// reading, if set, is closed when a Restore has read its first bytes.
 	reading chan struct{}
+	read    atomic.Int64 // image bytes Restore has read so far
+}
+
+// readCounter counts what a Restore reads.
+type readCounter struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 type testIncoming struct {
@@ -246,6 +259,7 @@ func (t *testTarget) Restore(ctx context.Context, r io.Reader, opt migrate.Resto
 	t.created++
 	t.mu.Unlock()
 	var buf bytes.Buffer
+	r = readCounter{r, &t.read}
 	first := make([]byte, 1)
 	n, err := io.ReadFull(r, first)
 	buf.Write(first[:n])
