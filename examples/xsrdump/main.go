@@ -184,10 +184,10 @@ type rewriteJSON struct {
 }
 
 type errorJSON struct {
-	Message string `json:"message"`
-	Layer   string `json:"layer,omitempty"`
-	Offset  int64  `json:"offset"`
-	Index   int    `json:"index"`
+	Message  string `json:"message"`
+	Layer    string `json:"layer,omitempty"`
+	Offset   int64  `json:"offset"`
+	Index    int    `json:"index"`
 	Type     uint32 `json:"type"`
 	TypeName string `json:"type_name,omitempty"`
 	Field    string `json:"field,omitempty"`

@@ -3,8 +3,8 @@ package libxl
 import (
 	"bytes"
 	"encoding/binary"
-	"io"
 	"errors"
+	"io"
 	"runtime"
 	"testing"
 

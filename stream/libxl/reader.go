@@ -452,7 +452,9 @@ type keyError struct {
 	key string
 }
 
-func (e *keyError) Error() string { return fmt.Sprintf("xenstore key %d (%q) not relative", e.i, e.key) }
+func (e *keyError) Error() string {
+	return fmt.Sprintf("xenstore key %d (%q) not relative", e.i, e.key)
+}
 
 // checkXenstoreData checks xenstore key/value data as
 // libxl__restore_emulator_xenstore_data does, without allocating: NUL-
