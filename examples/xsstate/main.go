@@ -269,7 +269,7 @@ func connDesc(c *migration.Connection) string {
 		s += fmt.Sprintf(", unique id %#x", c.UniqueID)
 	}
 	if len(c.In) > 0 || len(c.Out) > 0 {
-		s += fmt.Sprintf(", pending %d bytes in, %d out (%d of a partial response): %q", len(c.In), len(c.Out), c.RespLen, quote(c.Out))
+		s += fmt.Sprintf(", pending %d bytes in, %d out (%d of a partial response): \"%s\"", len(c.In), len(c.Out), c.RespLen, quote(c.Out))
 	}
 	return s
 }

@@ -57,7 +57,7 @@ func TestDump(t *testing.T) {
 global: socket fd 5, event channel fd 7
 connection 1: socket fd 12
   watch /vm token "tok1"
-connection 2: ring of domain 3, event channel 9, pending 0 bytes in, 3 out (0 of a partial response): "OK\\x00"
+connection 2: ring of domain 3, event channel 9, pending 0 bytes in, 3 out (0 of a partial response): "OK\x00"
   transaction 4
     written /vm/new = "n"  (n3)
 `
@@ -134,5 +134,34 @@ func TestExitCodes(t *testing.T) {
 	var out, errb bytes.Buffer
 	if rc := run([]string{"-"}, bytes.NewReader(b), &out, &errb); rc != 0 || !strings.Contains(out.String(), "connection 1") {
 		t.Errorf("stdin: rc %d %q", rc, errb.String())
+	}
+}
+
+// TestLabCapture reads the state C xenstored 4.17 wrote in the lab's live
+// update (xenstore/migration/testdata): the dom0 kernel's watches on its
+// ring, xenconsoled's, the test client's with a reply in flight, and
+// xenstore-control's pending OK.
+func TestLabCapture(t *testing.T) {
+	f := "../../xenstore/migration/testdata/lab-4.17-live-update.state"
+	rc, out, errs := runCmd(f)
+	for _, want := range []string{
+		"connection 1: ring of domain 0",
+		`watch @introduceDomain token "domlist"`,
+		`   b = "value of /xensr-lu/1796149990333851612/b"  (n0,r5!)`,
+		`watch /xensr-lu/1796149990333851612/b token "xensr-2"`,
+		`out (0 of a partial response): "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00OK\x00"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dump lacks %q", want)
+		}
+	}
+	if rc != 0 || errs != "" {
+		t.Fatalf("rc %d: %s", rc, errs)
+	}
+	if rc, out, _ := runCmd("-diff", f, f); rc != 0 || out != "no differences\n" {
+		t.Fatalf("diff with itself: %d %q", rc, out)
+	}
+	if rc, out, _ := runCmd("-json", f); rc != 0 || !strings.Contains(out, `"token": "xensr-1"`) {
+		t.Fatalf("-json: %d", rc)
 	}
 }
