@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"testing"
 
@@ -98,4 +99,42 @@ func TestLargeRecords(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestIndexLimit: an image whose index would not fit in a packed file
+// makes Pack fail with ErrLimit as soon as the index outgrows the limit,
+// without reading the rest of the image; an index exactly at the limit is
+// packed. (The limit, MaxBlock, is lowered here: reaching 64 MiB takes
+// millions of pages.)
+func TestIndexLimit(t *testing.T) {
+	img := fixtures(t)["guest1-pv.xl.zst"]
+	var packed bytes.Buffer
+	if _, err := Pack(&packed, bytes.NewReader(img), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	pf, err := Open(bytes.NewReader(packed.Bytes()), int64(packed.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, err := readHeader(bytes.NewReader(packed.Bytes()[pf.idxOff:]), pf.idxOff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int(ib.rawLen)
+	defer func(m int) { maxIndex = m }(maxIndex)
+	maxIndex = size
+	if _, err := Pack(io.Discard, bytes.NewReader(img), Options{}); err != nil {
+		t.Fatalf("index of %d bytes at the limit: %v", size, err)
+	}
+	maxIndex = size - 1
+	st, err := Pack(io.Discard, bytes.NewReader(img), Options{})
+	if !errors.Is(err, ErrLimit) {
+		t.Fatalf("index of %d bytes past the limit %d: %v", size, maxIndex, err)
+	}
+	maxIndex = size / 2
+	st, err = Pack(io.Discard, bytes.NewReader(img), Options{})
+	if !errors.Is(err, ErrLimit) || st.InBytes >= int64(len(img)) {
+		t.Fatalf("index limit at half: %v after %d of %d image bytes, want ErrLimit before the end", err, st.InBytes, len(img))
+	}
+	t.Logf("index %d bytes; limit %d: %v after %d of %d image bytes", size, maxIndex, err, st.InBytes, len(img))
 }

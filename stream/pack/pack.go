@@ -322,6 +322,11 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		end := it.Offset + it.Size
 		p.st.InBytes = end
 		t.drop(end)
+		if n := p.indexSize(); n > maxIndex {
+			// Stop now rather than read the rest of a large image for a
+			// file that could not be finished.
+			return fmt.Errorf("pack: image too large: its index needs %d bytes after %d image bytes, a packed file holds at most %d: %w", n, end, maxIndex, ErrLimit)
+		}
 	}
 	// Whatever the walker read past the last item (nothing for a valid image).
 	if _, err := io.Copy(io.Discard, t); err != nil {
@@ -482,6 +487,19 @@ func (p *packer) addPage(sum uint64, data []byte, pageTable bool) uint32 {
 	return id
 }
 
+// maxIndex is the largest index Pack writes (MaxBlock; a variable so that
+// a test can lower it).
+var maxIndex = MaxBlock
+
+// indexSize is the size of the index block as it stands.
+func (p *packer) indexSize() int {
+	n := 4 + len(p.ptable) + 8 + len(p.index)
+	if len(p.xforms) > 0 {
+		n += 8 // the page block being filled
+	}
+	return n
+}
+
 // occurrence appends one page occurrence to the index columns.
 func (p *packer) occurrence(round int, pfn uint64, id uint32) {
 	p.occ++
@@ -551,8 +569,8 @@ func (p *packer) queueIndex() error {
 	idx = append(idx, p.ptable...)
 	idx = binary.LittleEndian.AppendUint64(idx, p.occ)
 	idx = append(idx, p.index...)
-	if len(idx) > MaxBlock {
-		return errors.New("pack: index larger than a block (image too large)")
+	if len(idx) > maxIndex {
+		return fmt.Errorf("pack: image too large: its index needs %d bytes, a packed file holds at most %d: %w", len(idx), maxIndex, ErrLimit)
 	}
 	p.emit(job{kind: kindIndex, raw: idx})
 	return nil
