@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -328,5 +329,32 @@ func TestWriterStickyError(t *testing.T) {
 	}
 	if err := w.WriteRecord(Record{Body: &End{}}); err != io.ErrShortWrite {
 		t.Fatalf("after the failure: %v", err)
+	}
+}
+
+// TestForgedSizesMemory: forged lengths and counts cost at most what
+// arrived (plus the 1 MiB growth step), measured with runtime.MemStats: a
+// record declaring the size cap with 100 bytes behind it, quota and
+// permission counts of 65535 in short bodies.
+func TestForgedSizesMemory(t *testing.T) {
+	cases := map[string][]byte{
+		"cap":    append(append(newCStream(2).b, 5, 0, 0, 0, 0, 0, 0, 1), make([]byte, 100)...),
+		"quotas": newCStream(2).rec(6, le16(0xffff), le16(0xffff), le32(1)).b,
+		"domain": newCStream(2).rec(7, le16(1), le16(0xffff), le32(0), le32(1)).b,
+		"perms":  newCStream(2).rec(5, le32(0), le32(0), le16(2), le16(0xffff), le16(0), le16(0xffff), []byte{'r', 0, 0, 0}).b,
+	}
+	for name, in := range cases {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		_, err := ReadState(bytes.NewReader(in))
+		runtime.ReadMemStats(&after)
+		total := after.TotalAlloc - before.TotalAlloc
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if total > growChunk+64<<10 {
+			t.Errorf("%s: %d bytes allocated for %d bytes of input", name, total, len(in))
+		}
 	}
 }
