@@ -60,6 +60,7 @@ type Backend struct {
 	paused  bool
 	serving sync.Mutex // held while the Server runs
 	kick    chan struct{}
+	last    Stats // of the Server that disconnected
 }
 
 // New returns a Backend; Run serves it.
@@ -228,6 +229,9 @@ func (b *Backend) disconnect() {
 	b.mu.Lock()
 	srv, port := b.srv, b.port
 	b.srv = nil
+	if srv != nil {
+		b.last = srv.Stats()
+	}
 	b.mu.Unlock()
 	if srv != nil {
 		srv.Close()
@@ -235,13 +239,14 @@ func (b *Backend) disconnect() {
 	}
 }
 
-// Stats returns the Server's counters (zero before the connection).
+// Stats returns the Server's counters (zero before the connection; after
+// a disconnection, the counters it ended with).
 func (b *Backend) Stats() Stats {
 	b.mu.Lock()
-	srv := b.srv
+	srv, last := b.srv, b.last
 	b.mu.Unlock()
 	if srv == nil {
-		return Stats{}
+		return last
 	}
 	return srv.Stats()
 }

@@ -194,6 +194,9 @@ func TestFrontendCloses(t *testing.T) {
 	if st, _ := xenbus.ReadState(ctx, rg.c, rg.dev.BackendPath()); st != xenbus.StateClosed || rg.g.mapped() != 0 {
 		t.Fatalf("backend %v with %d mappings", st, rg.g.mapped())
 	}
+	if st := rg.b.Stats(); st.Requests != 0 {
+		t.Fatalf("stats after close %+v", st)
+	}
 }
 
 // TestQuiesceHook: the save-loop hook returns the ring's guest frame; a

@@ -53,7 +53,9 @@ func (d *Device) ioctl(req uintptr, arg unsafe.Pointer) (uintptr, error) {
 }
 
 // BindInterdomain connects a new local port to remotePort of domain dom
-// (which the other side left unbound for this domain).
+// (which the other side left unbound for this domain). Xen marks the new
+// port pending at once (a notification sent before the bind may have been
+// lost), so its first event may come unasked.
 func (d *Device) BindInterdomain(dom uint32, remotePort Port) (Port, error) {
 	a := struct{ dom, port uint32 }{dom, uint32(remotePort)}
 	r, err := d.ioctl(IoctlBindInterdomain, unsafe.Pointer(&a))

@@ -4,7 +4,7 @@
 #
 # It also loads xen-blkfront and watches for virtual disks: for each xvdX
 # that appears it reads the disk's first sector, and when that holds
-#   XSRLAB-CMD check SECONDS   writes random 64 KiB blocks from 1 MiB on,
+#   XSRLAB-CMD check SECONDS   writes 8 random 64 KiB blocks from 1 MiB on,
 #                              keeps their SHA-256 in memory, syncs, drops
 #                              the page cache and verifies every block read
 #                              back, round after round for SECONDS;
@@ -26,7 +26,7 @@ uptime_s() { cut -d. -f1 /proc/uptime; }
 
 # check NAME SECONDS
 check() {
-	dev=/dev/$1 bs=65536 base=16 blocks=16
+	dev=/dev/$1 bs=65536 base=16 blocks=8
 	end=$(($(uptime_s) + $2))
 	round=0 errs=0
 	while [ "$(uptime_s)" -lt "$end" ] && [ -b "$dev" ]; do
