@@ -224,7 +224,7 @@ func TestLabGuestDisk(t *testing.T) {
 
 	t.Run("quiesce", func(t *testing.T) { quiesce(t, name, dom) })
 
-	const mib = 32
+	const mib = 16
 	t.Run("throughput", func(t *testing.T) {
 		off := consoleSize(name)
 		stop := goBackend(t, dom, "xvdb", makeDisk(t, "bench-go.img", fmt.Sprint("bench ", mib), mib+2)).stop
