@@ -235,13 +235,20 @@ func Short(got, want int) string {
 	return fmt.Sprintf("%s (%d missing)", Bytes(got), want-got)
 }
 
-// A Writer writes framed records, adding the header and zero padding.
+// A Writer writes framed records, adding the header and zero padding. Its
+// errors are sticky, as archive/tar's: after the first failed write every
+// call returns that error and writes nothing, so a caller need not keep the
+// first error itself.
 type Writer struct {
 	w     io.Writer
 	off   int64
 	index int
+	err   error
 	hdr   [HeaderSize + Align]byte
 }
+
+// Err returns the Writer's sticky error: nil until a write fails.
+func (w *Writer) Err() error { return w.err }
 
 // NewWriter returns a Writer writing to w, whose first byte is at absolute
 // offset off.
@@ -261,6 +268,9 @@ func (w *Writer) WriteRecord(typ uint32, body []byte) error {
 // WriteRecordv writes one record whose body is the concatenation of parts,
 // avoiding a copy into one slice.
 func (w *Writer) WriteRecordv(typ uint32, parts ...[]byte) error {
+	if w.err != nil {
+		return w.err
+	}
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -293,7 +303,14 @@ func (w *Writer) WriteRecordv(typ uint32, parts ...[]byte) error {
 func (w *Writer) WriteRaw(p []byte) error { return w.write(p) }
 
 func (w *Writer) write(p []byte) error {
+	if w.err != nil {
+		return w.err
+	}
 	n, err := w.w.Write(p)
 	w.off += int64(n)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	w.err = err
 	return err
 }

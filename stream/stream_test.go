@@ -309,3 +309,45 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+// failAfter accepts n bytes, then fails every write.
+type failAfter struct {
+	n      int
+	writes int
+}
+
+var errDisk = errors.New("disk full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	f.writes++
+	if len(p) > f.n {
+		k := f.n
+		f.n = 0
+		return k, errDisk
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// After the first failed write the Writer returns that error on every call
+// and writes nothing more (archive/tar's sticky errors).
+func TestWriterStickyError(t *testing.T) {
+	f := &failAfter{n: 20}
+	w := NewWriter(f, 0)
+	if err := w.WriteRecord(1, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteRecord(1, make([]byte, 8)); !errors.Is(err, errDisk) {
+		t.Fatalf("got %v, want the write error", err)
+	}
+	writes := f.writes
+	f.n = 1 << 20 // the sink recovers; the Writer must not resume mid-record
+	for _, err := range []error{w.WriteRecord(2, nil), w.WriteRaw([]byte("x")), w.WriteRecordv(3, []byte("a"), []byte("b"))} {
+		if !errors.Is(err, errDisk) {
+			t.Fatalf("got %v after a failed write, want the sticky error", err)
+		}
+	}
+	if f.writes != writes || !errors.Is(w.Err(), errDisk) {
+		t.Fatalf("wrote %d more times after the failure; Err %v", f.writes-writes, w.Err())
+	}
+}

@@ -8,7 +8,9 @@ import (
 )
 
 // A Writer writes a libxl stream: the header, then records, with the libxc
-// stream written inline through Libxc after a LIBXC_CONTEXT record.
+// stream written inline through Libxc after a LIBXC_CONTEXT record. Write
+// errors are sticky: after one, every call (and every write through Libxc)
+// returns it and writes nothing.
 type Writer struct {
 	cw     countingWriter
 	fw     *stream.Writer
@@ -19,12 +21,21 @@ type Writer struct {
 type countingWriter struct {
 	w   io.Writer
 	off int64
+	err error // sticky: the first write error
 }
 
-// Write writes p and counts the bytes.
+// Write writes p and counts the bytes. After a failed write it returns the
+// same error and writes nothing.
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	n, err := c.w.Write(p)
 	c.off += int64(n)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	c.err = err
 	return n, err
 }
 

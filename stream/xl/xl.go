@@ -274,9 +274,12 @@ func readGrowing(r io.Reader, n int) ([]byte, error) {
 }
 
 // A Writer writes an xl header and then passes the libxl stream through.
+// Write errors are sticky: after one, every call returns it and writes
+// nothing.
 type Writer struct {
 	w     io.Writer
 	wrote bool
+	err   error
 }
 
 // NewWriter returns a Writer to w.
@@ -293,7 +296,7 @@ func (w *Writer) WriteHeader(h *Header) error {
 		return err
 	}
 	w.wrote = true
-	_, err = w.w.Write(b)
+	_, err = w.write(b)
 	return err
 }
 
@@ -302,5 +305,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if !w.wrote {
 		return 0, errors.New("xl: Write before WriteHeader")
 	}
-	return w.w.Write(p)
+	return w.write(p)
+}
+
+func (w *Writer) write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	w.err = err
+	return n, err
 }

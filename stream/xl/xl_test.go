@@ -241,3 +241,28 @@ func TestXLRestoreRules(t *testing.T) {
 		t.Errorf("text config: %v", err)
 	}
 }
+
+// After a failed write the xl Writer returns that error and writes nothing.
+func TestWriterStickyError(t *testing.T) {
+	f := &failingWriter{n: 10}
+	w := NewWriter(f)
+	if err := w.WriteHeader(sample()); err == nil {
+		t.Fatal("WriteHeader into a full sink succeeded")
+	}
+	f.n = 1 << 20
+	if n, err := w.Write([]byte("LibxlFmt")); err == nil || n != 0 || f.wrote != 10 {
+		t.Fatalf("Write after a failure: %d, %v (sink holds %d bytes)", n, err, f.wrote)
+	}
+}
+
+type failingWriter struct{ n, wrote int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	k := min(len(p), f.n)
+	f.n -= k
+	f.wrote += k
+	if k < len(p) {
+		return k, errors.New("disk full")
+	}
+	return k, nil
+}
