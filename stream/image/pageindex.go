@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"iter"
@@ -29,18 +30,19 @@ type PageRef struct {
 // A PageIndex maps every PFN of a raw (unpacked) image to the final copy of
 // its page: the last PAGE_DATA entry that sent it, which is what a restore
 // ends up with. Built in one pass over the image through an io.ReaderAt, it
-// then reads any page with one ReadAt.
+// then reads any page with one ReadAt. It keeps one 40-byte PageRef per PFN
+// (a map from PFN to position while it is built).
 type PageIndex struct {
 	r       io.ReaderAt
-	refs    map[uint64]*PageRef
-	sorted  []uint64 // PFNs in order
+	refs    []PageRef // by increasing PFN
 	summary Summary
 }
 
 // IndexPages walks the image in r (size bytes) strictly with opt and
 // indexes its pages. Set opt.Checkpointed for a checkpointed stream.
 func IndexPages(r io.ReaderAt, size int64, opt Options) (*PageIndex, error) {
-	x := &PageIndex{r: r, refs: map[uint64]*PageRef{}}
+	x := &PageIndex{r: r}
+	at := map[uint64]int{} // PFN -> index in x.refs while walking
 	sum, err := Walk(io.NewSectionReader(r, 0, size), opt, func(it *Item) error {
 		p, ok := it.Libxc.(*libxc.PageData)
 		if !ok {
@@ -55,11 +57,13 @@ func IndexPages(r io.ReaderAt, size int64, opt Options) (*PageIndex, error) {
 				off = data
 				data += libxc.PageSize
 			}
-			ref := x.refs[pfn]
-			if ref == nil {
-				ref = &PageRef{PFN: pfn}
-				x.refs[pfn] = ref
+			i, ok := at[pfn]
+			if !ok {
+				i = len(x.refs)
+				at[pfn] = i
+				x.refs = append(x.refs, PageRef{PFN: pfn})
 			}
+			ref := &x.refs[i]
 			ref.Type, ref.Offset, ref.Round = t, off, it.Round
 			ref.Copies++
 			return true
@@ -70,11 +74,7 @@ func IndexPages(r io.ReaderAt, size int64, opt Options) (*PageIndex, error) {
 		return nil, err
 	}
 	x.summary = sum
-	x.sorted = make([]uint64, 0, len(x.refs))
-	for pfn := range x.refs {
-		x.sorted = append(x.sorted, pfn)
-	}
-	slices.Sort(x.sorted)
+	slices.SortFunc(x.refs, func(a, b PageRef) int { return cmp.Compare(a.PFN, b.PFN) })
 	return x, nil
 }
 
@@ -82,22 +82,22 @@ func IndexPages(r io.ReaderAt, size int64, opt Options) (*PageIndex, error) {
 func (x *PageIndex) Summary() Summary { return x.summary }
 
 // Len returns the number of distinct PFNs.
-func (x *PageIndex) Len() int { return len(x.sorted) }
+func (x *PageIndex) Len() int { return len(x.refs) }
 
 // Lookup returns the final copy of a PFN.
 func (x *PageIndex) Lookup(pfn uint64) (PageRef, bool) {
-	ref, ok := x.refs[pfn]
+	i, ok := slices.BinarySearchFunc(x.refs, pfn, func(r PageRef, pfn uint64) int { return cmp.Compare(r.PFN, pfn) })
 	if !ok {
 		return PageRef{}, false
 	}
-	return *ref, true
+	return x.refs[i], true
 }
 
 // Refs yields the final copy of every PFN in increasing PFN order.
 func (x *PageIndex) Refs() iter.Seq[PageRef] {
 	return func(yield func(PageRef) bool) {
-		for _, pfn := range x.sorted {
-			if !yield(*x.refs[pfn]) {
+		for _, ref := range x.refs {
+			if !yield(ref) {
 				return
 			}
 		}
