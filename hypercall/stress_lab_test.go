@@ -85,8 +85,9 @@ type stressCounts struct {
 	offlineTries, moved    int    // soft-offline attempts; buffer pages seen at a new frame after one
 	offlineErr             string // the first soft-offline error, if any
 	efaultErrs             int    // calls that returned EFAULT to the caller (after retries, or unsafe)
-	otherErrs              int    // calls that failed otherwise (only the control arm may)
-	firstOther             string // the first of those errors
+	otherErrs              int            // calls that failed otherwise (only the control arm may)
+	firstOther             string         // the first of those errors
+	otherKinds             map[string]int // those errors by message
 }
 
 // maxOfflines bounds the soft-offlined frames of one arm: each one is lost
@@ -149,6 +150,8 @@ func stress(t *testing.T, x *hypercall.Xen, rec *recordingAlloc, id uint32, secs
 	}()
 	var efaults, others atomic.Int64
 	var firstOther atomic.Value
+	var kindsMu sync.Mutex
+	c.otherKinds = map[string]int{}
 	errs := make(chan error, 4)
 	for g := 0; g < 3; g++ {
 		wg.Add(1)
@@ -178,6 +181,9 @@ func stress(t *testing.T, x *hypercall.Xen, rec *recordingAlloc, id uint32, secs
 				if err != nil && !pinned {
 					others.Add(1)
 					firstOther.CompareAndSwap(nil, err.Error())
+					kindsMu.Lock()
+					c.otherKinds[err.Error()]++
+					kindsMu.Unlock()
 					continue
 				}
 				if err != nil {
@@ -229,6 +235,9 @@ func TestLabCompactionStress(t *testing.T) {
 		}
 		t.Logf("STRESS %s %d s: %d hypercalls, %d EFAULT (%d retried, %d returned), %d other errors (first: %q), %d compactions, %d soft-offlines of buffer pages, %d buffer pages moved (first offline error: %q)",
 			arm, secs, c.calls, c.faults, c.retries, c.efaultErrs, c.otherErrs, c.firstOther, c.compactions, c.offlineTries, c.moved, c.offlineErr)
+		for msg, n := range c.otherKinds {
+			t.Logf("STRESS %s: %d x %s", arm, n, msg)
+		}
 		if c.calls < 100 || c.compactions == 0 || c.offlineTries == 0 {
 			t.Errorf("%s: stress too light: %d calls, %d compactions, %d soft-offlines", arm, c.calls, c.compactions, c.offlineTries)
 		}
