@@ -82,9 +82,9 @@ func pfnOf(pm *os.File, va uintptr) uint64 {
 type stressCounts struct {
 	calls, faults, retries uint64
 	compactions            int
-	offlineTries, moved    int    // soft-offline attempts; buffer pages seen at a new frame after one
-	offlineErr             string // the first soft-offline error, if any
-	efaultErrs             int    // calls that returned EFAULT to the caller (after retries, or unsafe)
+	offlineTries, moved    int            // soft-offline attempts; buffer pages seen at a new frame after one
+	offlineErr             string         // the first soft-offline error, if any
+	efaultErrs             int            // calls that returned EFAULT to the caller (after retries, or unsafe)
 	otherErrs              int            // calls that failed otherwise (only the control arm may)
 	firstOther             string         // the first of those errors
 	otherKinds             map[string]int // those errors by message
