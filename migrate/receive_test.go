@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/xensr/xensr/stream/xl"
 )
 
 // TestGoToGoMigration runs the Go sender (Migration, live) against the Go
@@ -53,5 +55,22 @@ func TestReceiveSenderDies(t *testing.T) {
 	_, err := Receive(context.Background(), b, ts, &cutReader{r: bytes.NewReader(img), n: len(img) / 2}, io.Discard, RestoreOptions{})
 	if err == nil || leftovers(b, ts) != "" || b.creates != 1 {
 		t.Fatalf("err %v, left %s", err, leftovers(b, ts))
+	}
+}
+
+// TestReceiveNoPermission: the sender vanishes after "ready" (it resumed
+// its copy): the receiver reports failure, destroys its own copy, leaves
+// nothing and hands the domain back, as xl migrate-receive does.
+func TestReceiveNoPermission(t *testing.T) {
+	_, img := restoreImage(t, 1500, false)
+	b, ts := newFakeBuilder(), newFakeToolstack()
+	var out bytes.Buffer
+	_, err := Receive(context.Background(), b, ts, bytes.NewReader(img), &out, RestoreOptions{})
+	if err == nil || b.creates != 1 || leftovers(b, ts) != "" {
+		t.Fatalf("err %v, created %d, left %s", err, b.creates, leftovers(b, ts))
+	}
+	want := xl.MigrateBanner + xl.MigrateReady + xl.MigrateReport + "\x01" + xl.MigratePermission
+	if out.String() != want {
+		t.Fatalf("receiver said %q, want %q", out.String(), want)
 	}
 }
