@@ -84,4 +84,13 @@ func TestConfigRules(t *testing.T) {
 	if _, err := Walk(bytes.NewReader(emuPVH[lh:]), Options{}, nil); err != nil {
 		t.Errorf("bare libxl HVM stream with an emulator record: %v", err)
 	}
+	// A bare libxl stream whose libxc stream is PV still refuses emulator
+	// records: the libxc domain header says PV.
+	emuPV := append(append(bytes.Clone(pv[:len(pv)-8]), rec...), pv[len(pv)-8:]...)
+	lh = bytes.Index(emuPV, []byte("LibxlFmt"))
+	_, err := Walk(bytes.NewReader(emuPV[lh:]), Options{}, nil)
+	var fe *stream.FormatError
+	if !errors.As(err, &fe) || !errors.Is(err, stream.ErrOrder) || fe.Layer != libxl.Layer || fe.Field != "type" {
+		t.Errorf("bare libxl PV stream with an emulator record: got %v", err)
+	}
 }

@@ -103,7 +103,7 @@ func (c *checker) record(r *Reader, rec Record) error {
 			return fieldErr("type", fmt.Errorf("%w: X86_PV_P2M_FRAMES before X86_PV_INFO", stream.ErrOrder))
 		}
 		if rec.StartPFN > rec.EndPFN {
-			return fieldErr("p2m_start_pfn", fmt.Errorf("%w: start %#x > end %#x", stream.ErrValue, rec.StartPFN, rec.EndPFN))
+			return wantErr("p2m_start_pfn", fmt.Errorf("%w: start pfn after end pfn", stream.ErrValue), fmt.Sprintf("at most the end pfn %#x", rec.EndPFN), fmt.Sprintf("%#x", rec.StartPFN))
 		}
 		fpp := uint32(PageSize) / uint32(c.width)
 		if want := int(rec.EndPFN/fpp + 1 - rec.StartPFN/fpp); len(rec.Frames) != want {
@@ -126,11 +126,11 @@ func (c *checker) record(r *Reader, rec Record) error {
 		}
 	case *X86CPUIDPolicy:
 		if len(rec.Leaves) == 0 {
-			return fieldErr("CPUID_policy", fmt.Errorf("%w: empty policy", stream.ErrLength))
+			return wantErr("CPUID_policy", fmt.Errorf("%w: empty policy", stream.ErrLength), fmt.Sprintf("at least %d bytes", cpuidLeafSize), "0 bytes")
 		}
 	case *X86MSRPolicy:
 		if len(rec.Entries) == 0 {
-			return fieldErr("MSR_policy", fmt.Errorf("%w: empty policy", stream.ErrLength))
+			return wantErr("MSR_policy", fmt.Errorf("%w: empty policy", stream.ErrLength), fmt.Sprintf("at least %d bytes", msrEntrySize), "0 bytes")
 		}
 	case *HVMParams:
 		if rec.Reserved != 0 {
