@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"testing"
 
 	"github.com/xensr/xensr/stream"
@@ -37,13 +36,7 @@ func bigImage(t *testing.T, rec libxc.Record) []byte {
 // Unpack refuses).
 func TestLargeRecords(t *testing.T) {
 	const capSize = stream.DefaultMaxRecordSize
-	// The records just under and at the cap take a minute each here (most
-	// of it in the framing reader), so they run with XENSR_PACK_CAP=1;
-	// past the cap is cheap (refused on its header).
-	sizes := []int{skelFlush - 8, skelFlush, skelFlush + 8, MaxBlock - 8, MaxBlock, MaxBlock + 8, capSize + 8}
-	if os.Getenv("XENSR_PACK_CAP") == "1" {
-		sizes = append(sizes, capSize-8, capSize)
-	}
+	sizes := []int{skelFlush - 8, skelFlush, skelFlush + 8, MaxBlock - 8, MaxBlock, MaxBlock + 8, capSize - 8, capSize, capSize + 8}
 	if testing.Short() {
 		sizes = sizes[:3]
 	}
