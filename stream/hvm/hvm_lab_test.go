@@ -72,7 +72,7 @@ func TestLabHVMContextAgreesWithXen(t *testing.T) {
 	}
 	t.Logf("live context of %s (domain %d): %d entries, vCPUs %v, LAPIC %d bytes", name, dom, len(live.Entries), live.VCPUs(), live.Find(hvm.TypeLAPIC, 0).Length)
 
-	path := filepath.Join(labtest.OutDir(t), "hvm-lab-guest3.save")
+	path := filepath.Join(t.TempDir(), "hvm-lab-guest3.save")
 	labtest.Run(t, "xl", "save", name, path)
 	defer os.Remove(path)
 	f, err := os.Open(path)

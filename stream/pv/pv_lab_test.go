@@ -17,7 +17,7 @@ import (
 func TestLabFullPVImage(t *testing.T) {
 	labtest.Require(t)
 	name := labtest.CreateGuest(t, labtest.GuestPV)
-	path := filepath.Join(labtest.OutDir(t), "pv-lab-guest1.save")
+	path := filepath.Join(t.TempDir(), "pv-lab-guest1.save")
 	labtest.Run(t, "xl", "save", name, path)
 	defer os.Remove(path)
 	in, err := os.ReadFile(path)
