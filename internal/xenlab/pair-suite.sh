@@ -16,7 +16,7 @@ ip addr add "$ADDR/24" dev "$IF"
 ip link set "$IF" up
 echo "XENSR-LAB: pair $ROLE on $IF $ADDR (peer $PEER)"
 ping -c 2 -W 5 "$PEER" >results/ping.txt 2>&1 || echo "XENSR-LAB: first ping of $PEER failed (the peer may still boot)"
-export XENSR_LAB=1 XENSR_PAIR_ROLE="$ROLE" XENSR_PAIR_PEER="$PEER" XENSR_PAIR_DIRTY
+export XENSR_LAB=1 XENSR_PAIR_ROLE="$ROLE" XENSR_PAIR_PEER="$PEER" XENSR_PAIR_DIRTY XENSR_PAIR_PATHS XENSR_PAIR_LOADS XENSR_PAIR_FAILURES
 cp transport.test /tmp/t.test && chmod +x /tmp/t.test
 start=$(cut -d' ' -f1 /proc/uptime)
 (cd artifacts && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLabPair}" -test.v -test.timeout 20m) >results/pair.log 2>&1

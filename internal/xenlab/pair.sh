@@ -9,7 +9,9 @@
 # OUT/source and OUT/target.
 #
 # Knobs: XENSR_LAB_RUN (default ^TestLabPair), XENSR_PAIR_DIRTY (MiB/s of
-# the loaded runs, default 4), XENSR_PAIR_PORT (default random),
+# the loaded runs, default 4), XENSR_PAIR_PATHS (default "xl->xl go-raw
+# go-zstd go-pack go->xl xl->go"), XENSR_PAIR_LOADS (default "idle dirty"),
+# XENSR_PAIR_FAILURES (0 skips the failure cases), XENSR_PAIR_PORT (default random),
 # XENSR_LAB_TIMEOUT, XENSR_LAB_MEM (default 3072 per host).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +43,9 @@ for role in source target; do
 		printf 'ROLE=%s\nADDR=%s\nPEER=%s\n' "$role" "$addr" "$peer"
 		printf 'XENSR_LAB_RUN=%q\n' "${XENSR_LAB_RUN:-^TestLabPair}"
 		printf 'XENSR_PAIR_DIRTY=%q\n' "${XENSR_PAIR_DIRTY:-4}"
+		printf 'XENSR_PAIR_PATHS=%q\n' "${XENSR_PAIR_PATHS:-}"
+		printf 'XENSR_PAIR_LOADS=%q\n' "${XENSR_PAIR_LOADS:-}"
+		printf 'XENSR_PAIR_FAILURES=%q\n' "${XENSR_PAIR_FAILURES:-1}"
 	} >"$D/role.env"
 	echo "$mac" >"$D/mac"
 done
