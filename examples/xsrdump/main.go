@@ -6,9 +6,10 @@
 //
 // It prints one line per header and record with its absolute offset, like
 // Xen's verify-stream-v2 -v, and page statistics (pages, zero pages, PFN
-// range, page types). -verify checks the stream strictly and exits 1 with the
-// error if it is invalid (without -verify the walk is relaxed, for forensic
-// reading). -rewrite writes the re-encoded image to OUT and reports whether
+// range, page types). -verify checks the stream strictly, refusing what Xen
+// 4.17's restore refuses (with the xl configuration's guest type and vCPU
+// count when the file has one), and exits 1 with the first error as soon as
+// it is found (without -verify the walk is relaxed, for forensic reading). -rewrite writes the re-encoded image to OUT and reports whether
 // it is byte-identical to the input. -c declares a checkpointed (Remus/COLO)
 // stream, whose libxc rounds end in CHECKPOINT records.
 package main
