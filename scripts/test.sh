@@ -23,7 +23,8 @@ if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok i
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev zstd >/dev/null
 fi
 
-# Debian 13's C headers (Xen 4.20), unpacked next to the lab's 4.20 cache.
+# Debian 13's C headers (Xen 4.20): the .deb kept in the 4.20 cache's apt
+# folder, unpacked into a temp folder removed on exit.
 hdr=$(mktemp -d /tmp/xensr-xen420-headers.XXXXXX)
 trap 'rm -rf "$hdr"' EXIT
 deb=$(bash internal/xenlab/trixie-fetch.sh "${XENSR_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xensr-lab}-4.20/apt" libxen-dev)
