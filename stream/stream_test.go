@@ -207,10 +207,13 @@ func TestLargeRecordLinearCost(t *testing.T) {
 	if d := after.TotalAlloc - before.TotalAlloc; d > 2*n+(1<<20) {
 		t.Fatalf("allocated %d MiB for one %d MiB record, want at most %d MiB", d>>20, n>>20, (2*n+(1<<20))>>20)
 	}
-	// 0.1 s on an idle machine; the old code took 17 s on the shared one.
-	if elapsed > 4*time.Second {
+	// The allocation bound above is the deterministic check of linear
+	// growth; time is a loose second one for the shared machine (0.4 s
+	// here with a lab running; the old code took 17 s).
+	if elapsed > 10*time.Second {
 		t.Fatalf("one %d MiB record took %v", n>>20, elapsed)
 	}
+	t.Logf("one %d MiB record: %v", n>>20, elapsed)
 }
 
 // Errors name the record type (through TypeName), say how many bytes a
