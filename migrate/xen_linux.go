@@ -312,6 +312,17 @@ func (d *XenDomain) Config() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("domain configuration: %w", err)
 	}
+	// The name is the one in xenstore now, as
+	// libxl_retrieve_domain_configuration has it: a domain renamed since
+	// (xl migrate-receive's NAME--incoming -> NAME) keeps its old name in
+	// the userdata file.
+	ctx, cancel := xsCtx()
+	defer cancel()
+	if name, err := d.xs.Read(ctx, fmt.Sprintf("/local/domain/%d/name", d.id)); err == nil && len(name) > 0 {
+		if b, err = withName(b, string(name)); err != nil {
+			return nil, fmt.Errorf("domain configuration: %w", err)
+		}
+	}
 	return PrepareConfig(b)
 }
 

@@ -391,9 +391,17 @@ func TestLabXsrrestore(t *testing.T) {
 		return d, dt()
 	}
 
-	// From the first migration on, xenconsoled logs the guest under the
-	// name it was created with: NAME--incoming.
-	cur := name + migrate.IncomingSuffix
+	// xenconsoled logs a guest under the name it was created with: NAME
+	// or, once migrated, NAME--incoming. cur is the log written last.
+	cur := func() string {
+		a, b := labtest.ConsoleLog(name), labtest.ConsoleLog(name+migrate.IncomingSuffix)
+		sa, ea := os.Stat(a)
+		sb, eb := os.Stat(b)
+		if eb == nil && (ea != nil || sb.ModTime().After(sa.ModTime())) {
+			return name + migrate.IncomingSuffix
+		}
+		return name
+	}
 	ok = t.Run("XlMigrateIntoGo", func(t *testing.T) {
 		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 		log := labtest.ConsoleLog(name + migrate.IncomingSuffix)
@@ -438,9 +446,10 @@ func TestLabXsrrestore(t *testing.T) {
 	}
 
 	ok = t.Run("GoLiveMigrationFailsSourceRuns", func(t *testing.T) {
-		labtest.WaitCounter(t, cur, labtest.Counter(cur), time.Minute)
+		c := cur()
+		labtest.WaitCounter(t, c, labtest.Counter(c), time.Minute)
 		id := domid(t, name)
-		last, off := labtest.Counter(cur), logSize(labtest.ConsoleLog(cur))
+		last, off := labtest.Counter(c), logSize(labtest.ConsoleLog(c))
 		// A receiver that sends the banner, takes 40 MB and dies.
 		_, err := goMigrate(t, `printf 'xl migration receiver ready, send binary domain data.\n'; head -c 40000000 >/dev/null`)
 		if err == nil {
@@ -449,7 +458,7 @@ func TestLabXsrrestore(t *testing.T) {
 		if got := domid(t, name); got != id {
 			t.Fatalf("source is domain %d now, was %d", got, id)
 		}
-		goesOn(t, labtest.ConsoleLog(name+migrate.IncomingSuffix), last, off, "source after a failed migration")
+		goesOn(t, labtest.ConsoleLog(c), last, off, "source after a failed migration")
 		rec("Go live migration into a receiver dying after 40 MB: %v; source domain %d runs on from %d", err, id, last)
 	})
 	if !ok {
@@ -459,21 +468,22 @@ func TestLabXsrrestore(t *testing.T) {
 	t.Run("GoLiveMigrationIntoGoVsXl", func(t *testing.T) {
 		var goT, goDown, xlT, xlDown []float64
 		for i := 0; i < 2; i++ {
-			labtest.WaitCounter(t, cur, labtest.Counter(cur), time.Minute)
-			log := labtest.ConsoleLog(cur)
+			c := cur()
+			labtest.WaitCounter(t, c, labtest.Counter(c), time.Minute)
+			log := labtest.ConsoleLog(name + migrate.IncomingSuffix)
 			var st migrate.Stats
 			var err error
 			d, down := migrateWith(t, "Go -> Go", func() { st, err = goMigrate(t, receiverCmd(t)) })
 			if err != nil {
 				t.Fatalf("Go live migration into the Go receiver: %v", err)
 			}
-			last, off := settled(log, log)
+			last, off := settled(log, labtest.ConsoleLog(c))
 			goesOn(t, log, last, off, "Go live migration -> Go receiver")
 			goT, goDown = append(goT, d.Seconds()), append(goDown, down.Seconds())
 			rec("Go live migration -> Go receiver: %.3f s, downtime %.3f s (sender's stop-and-copy %.3f s), %d rounds",
 				d.Seconds(), down.Seconds(), st.Downtime.Seconds(), len(st.Rounds))
 
-			labtest.WaitCounter(t, cur, labtest.Counter(cur), time.Minute)
+			labtest.WaitCounter(t, cur(), labtest.Counter(cur()), time.Minute)
 			var xerr error
 			d, down = migrateWith(t, "xl -> xl", func() { _, xerr = labtest.RunErr("xl", "migrate", "-s", "", name, "xl migrate-receive") })
 			if xerr != nil {
