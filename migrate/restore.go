@@ -240,7 +240,11 @@ func (rs *restorer) step(step string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &RestoreError{Step: step, Offset: rs.off, Err: err}
+	off := rs.off
+	if fe := (*stream.FormatError)(nil); errors.As(err, &fe) {
+		off = -1 // the FormatError names the exact offset
+	}
+	return &RestoreError{Step: step, Offset: off, Err: err}
 }
 
 func (rs *restorer) checkCtx() error {
