@@ -61,9 +61,19 @@ func TestLabSaveAndRefuseNewer(t *testing.T) {
 	running := runningXen(t)
 	out := labtest.OutDir(t)
 	name := labtest.CreateGuest(t, labtest.GuestPVH)
-	img := filepath.Join(out, "guest3-"+running.String()+".save")
-	labtest.Run(t, "xl", "save", name, img)
+	// xl save writes from mapped guest pages, which the 9p share cannot
+	// take (EFAULT): save into dom0's tmpfs, then copy out.
+	local := filepath.Join(t.TempDir(), "guest3.save")
+	labtest.Run(t, "xl", "save", name, local)
 	c := labtest.Counter(name)
+	b, err := os.ReadFile(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(out, "guest3-"+running.String()+".save")
+	if err := os.WriteFile(img, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(img+".counter", []byte(strconv.Itoa(c)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +85,6 @@ func TestLabSaveAndRefuseNewer(t *testing.T) {
 
 	if !running.Less(lapicGrew) {
 		t.Skipf("Xen %s loads 32-byte LAPIC records", running)
-	}
-	b, err := os.ReadFile(img)
-	if err != nil {
-		t.Fatal(err)
 	}
 	grown := filepath.Join(t.TempDir(), "guest3-lapic32.save")
 	if err := os.WriteFile(grown, growLAPIC(t, b, lapicGrew), 0o644); err != nil {
@@ -122,7 +128,16 @@ func TestLabRestoreOlderImage(t *testing.T) {
 	name := "guest3"
 	labtest.RunErr("xl", "destroy", name)
 	os.Remove(labtest.ConsoleLog(name))
-	labtest.Run(t, "xl", "restore", img)
+	b, err := os.ReadFile(img) // restore from dom0's tmpfs, not the 9p share
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(t.TempDir(), "guest3-"+older.String()+".save")
+	if err := os.WriteFile(local, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b = nil
+	labtest.Run(t, "xl", "restore", local)
 	t.Cleanup(func() { labtest.RunErr("xl", "destroy", name) })
 	now := labtest.WaitCounter(t, name, saved, 5*time.Minute)
 	first := firstCounter(labtest.ConsoleLog(name))
