@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/xensr/xensr/internal/xentools"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/libxl"
@@ -293,17 +293,14 @@ func TestFullImages(t *testing.T) {
 // known disagreements come from its defects listed in
 // /work/shared/docs/stream-validation.md.
 func TestXenVerifier(t *testing.T) {
-	const tool = "/usr/lib/xen-4.17/bin/verify-stream-v2"
-	if _, err := os.Stat(tool); err != nil {
-		t.Skipf("SKIP-NEEDS-XEN-TOOLS: %s missing (install xen-utils-4.17)", tool)
+	if !xentools.HaveVerifier() {
+		t.Skipf("SKIP-NEEDS-XEN-TOOLS: %s missing (install xen-utils-4.17)", xentools.VerifyStreamV2)
 	}
 	if testing.Short() {
 		t.Skip("verify-stream-v2 takes seconds per image; skipped in -short")
 	}
 	verify := func(path, format string) (bool, string) {
-		cmd := exec.Command("python3", tool, "-f", format, "-i", path)
-		cmd.Env = append(os.Environ(), "PYTHONPATH=/usr/lib/xen-4.17/lib/python")
-		out, err := cmd.CombinedOutput()
+		out, err := xentools.Verify(format, path)
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		return err == nil, lines[len(lines)-1]
 	}

@@ -2,31 +2,26 @@ package libxc
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/xensr/xensr/internal/xentools"
 	"pgregory.net/rapid"
 )
 
-// verifier returns the command line of Xen's own stream verifier, or skips.
-func verifier(t testing.TB) []string {
-	const bin = "/usr/lib/xen-4.17/bin/verify-stream-v2"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("SKIP-NEEDS-XEN-TOOLS: %s missing (apt-get install xen-utils-4.17; scripts/test.sh does)", bin)
+// verifier skips unless Xen's own stream verifier is installed.
+func verifier(t testing.TB) {
+	if !xentools.HaveVerifier() {
+		t.Skipf("SKIP-NEEDS-XEN-TOOLS: %s missing (apt-get install xen-utils-4.17; scripts/test.sh does)", xentools.VerifyStreamV2)
 	}
-	return []string{"python3", bin}
 }
 
-func runVerifier(t testing.TB, cmdline []string, format string, stream []byte) (string, error) {
+func runVerifier(t testing.TB, format string, stream []byte) (string, error) {
 	f := filepath.Join(t.TempDir(), "stream")
 	if err := os.WriteFile(f, stream, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cmdline[0], append(cmdline[1:], "-f", format, "-i", f)...)
-	cmd.Env = append(os.Environ(), "PYTHONPATH=/usr/lib/xen-4.17/lib/python")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return xentools.Verify(format, f)
 }
 
 // TestXenVerifierAcceptsWriter runs Xen's verify-stream-v2 on streams our
@@ -34,13 +29,13 @@ func runVerifier(t testing.TB, cmdline []string, format string, stream []byte) (
 // the verifier is known to mishandle (optional types, TOOLSTACK,
 // CHECKPOINT_DIRTY_PFN_LIST; see shared/docs/stream-validation.md).
 func TestXenVerifierAcceptsWriter(t *testing.T) {
-	v := verifier(t)
+	verifier(t)
 	for name, b := range map[string][]byte{
 		"pv":     encode(t, 3, DomainX86PV, validPV()...),
 		"hvm":    encode(t, 3, DomainX86HVM, validHVM()...),
 		"hvm v2": encode(t, 2, DomainX86HVM, validHVM()[3:]...),
 	} {
-		if out, err := runVerifier(t, v, "libxc", b); err != nil {
+		if out, err := runVerifier(t, "libxc", b); err != nil {
 			t.Errorf("%s: verify-stream-v2: %v\n%s", name, err, out)
 		}
 	}
@@ -59,7 +54,7 @@ func TestXenVerifierAcceptsWriter(t *testing.T) {
 		if err := readAll(b, false); err != nil {
 			rt.Fatalf("our reader rejects it: %v", err)
 		}
-		if out, err := runVerifier(t, v, "libxc", b); err != nil {
+		if out, err := runVerifier(t, "libxc", b); err != nil {
 			rt.Fatalf("verify-stream-v2 rejects a stream our Reader accepts: %v\n%s", err, out)
 		}
 		n++
@@ -70,7 +65,7 @@ func TestXenVerifierAcceptsWriter(t *testing.T) {
 // TestXenVerifierRejectsWhatWeReject checks a few broken streams against the
 // verifier: where its rules and ours overlap, both reject.
 func TestXenVerifierRejectsWhatWeReject(t *testing.T) {
-	v := verifier(t)
+	verifier(t)
 	hvm := validHVM()
 	for name, b := range map[string][]byte{
 		"page type 6":        encode(t, 3, DomainX86HVM, append(hvm[:3:3], &PageData{Entries: []uint64{6 << 60}})...),
@@ -81,7 +76,7 @@ func TestXenVerifierRejectsWhatWeReject(t *testing.T) {
 		if readAll(b, false) == nil {
 			t.Errorf("%s: our reader accepts it", name)
 		}
-		if out, err := runVerifier(t, v, "libxc", b); err == nil {
+		if out, err := runVerifier(t, "libxc", b); err == nil {
 			t.Errorf("%s: verify-stream-v2 accepts it:\n%s", name, out)
 		}
 	}
