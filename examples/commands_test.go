@@ -22,7 +22,7 @@ var commands = map[string][]string{
 	"xsrpack":    {"pack", "/nonexistent/image"},
 	"xsrrestore": {"/nonexistent/image"},
 	"xsrsave":    nil,
-	"xsstate":    {"dump", "/nonexistent/state"},
+	"xsstate":    {"/nonexistent/state"},
 }
 
 func TestEveryCommandListed(t *testing.T) {

@@ -30,7 +30,5 @@ func Example() {
 	//       2215  libxc  #2     X86_MSR_POLICY, length 32
 	//       2255  libxc  #3     STATIC_DATA_END, length 0
 	//       2263  libxc  #4     X86_PV_P2M_FRAMES, length 520
-	// format xl, 2791 bytes, x86 PV guest, Xen 4.17, libxc v3; records: libxl 1, libxc 5; checkpoints 0
-	// pages: 0 in 0 PAGE_DATA records, 0 with data (0 MiB), 0 zero, PFN 0x0-0x0
 	// xsrdump: invalid stream: libxc: at offset 2791, field END: stream ended before the END record: expected an END record, got end of input
 }

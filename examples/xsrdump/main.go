@@ -20,7 +20,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"hash"
 	"io"
@@ -28,6 +27,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxl"
@@ -38,28 +38,37 @@ var stdin io.Reader = os.Stdin
 
 type config struct {
 	verbose, json, verify bool
+	records               bool
 	checkpointed          bool
 	rewrite, format       string
 }
 
-func main() {
+func main() { os.Exit(xsrdump(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// xsrdump parses the flags (before opening anything) and runs.
+func xsrdump(args []string, stdout, stderr io.Writer) int {
 	var c config
-	flag.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
-	flag.BoolVar(&c.json, "json", false, "print JSON: the summary, and with -v every item")
-	flag.BoolVar(&c.verify, "verify", false, "validate strictly; exit 1 with the error if the stream is invalid")
-	flag.StringVar(&c.rewrite, "rewrite", "", "re-encode the image through the Writers into `OUT`")
-	flag.StringVar(&c.format, "f", "auto", "outermost layer: xl, libxl, libxc or auto")
-	flag.BoolVar(&c.checkpointed, "c", false, "the stream is checkpointed (Remus/COLO): allow libxc CHECKPOINT rounds")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: xsrdump [-v] [-json] [-verify] [-c] [-rewrite OUT] [-f xl|libxl|libxc] FILE|-\n")
-		flag.PrintDefaults()
+	cmd := cli.New("xsrdump", "FILE|-", `Prints the layers and records of a Xen save image or migration stream (an
+xl save file, a bare libxl stream or a bare libxc stream), verifies it
+strictly with -verify, and re-encodes it through the xensr Writers with
+-rewrite. Without -verify the walk is relaxed (forensic reading) and the
+verdict is "not verified". PAGE_DATA records are summed up unless -records.`, stderr)
+	fs := cmd.Flags
+	fs.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
+	fs.BoolVar(&c.json, "json", false, "print JSON: the summary and verdict, and with -v or -records the items")
+	fs.BoolVar(&c.verify, "verify", false, "validate strictly, as Xen's restore would; exit 1 with the first error")
+	fs.BoolVar(&c.records, "records", false, "list every record, PAGE_DATA included")
+	fs.StringVar(&c.rewrite, "rewrite", "", "re-encode the image through the Writers into `OUT`")
+	fs.StringVar(&c.format, "f", "auto", "outermost layer: xl, libxl, libxc or auto")
+	fs.BoolVar(&c.checkpointed, "c", false, "the stream is checkpointed (Remus/COLO): allow libxc CHECKPOINT rounds")
+	rest, code, ok := cmd.ParseN(args, 1, 1)
+	if !ok {
+		return code
 	}
-	flag.Parse()
-	if flag.NArg() != 1 {
-		flag.Usage()
-		os.Exit(2)
+	if _, err := image.ParseFormat(c.format); err != nil {
+		return cmd.UsageError("-f: %v", err)
 	}
-	os.Exit(run(c, flag.Arg(0), os.Stdout, os.Stderr))
+	return run(c, rest[0], stdout, stderr)
 }
 
 // run is the whole command, separated from main for tests. It returns the
@@ -68,14 +77,18 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	f, err := image.ParseFormat(c.format)
 	if err != nil {
 		fmt.Fprintln(stderr, "xsrdump:", err)
-		return 2
+		return cli.ExitUsage
 	}
 	in := stdin
-	if name != "-" {
+	if name == "-" {
+		if fd, ok := stdin.(*os.File); ok && cli.IsTerminal(fd) {
+			fmt.Fprintln(stderr, "xsrdump: reading from standard input (a terminal); end with Ctrl-D, or give a FILE")
+		}
+	} else {
 		fd, err := os.Open(name)
 		if err != nil {
 			fmt.Fprintln(stderr, "xsrdump:", err)
-			return 2
+			return cli.ExitFailure
 		}
 		defer fd.Close()
 		in = fd
@@ -91,7 +104,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		outFile, err = os.Create(c.rewrite)
 		if err != nil {
 			fmt.Fprintln(stderr, "xsrdump:", err)
-			return 2
+			return cli.ExitFailure
 		}
 		defer outFile.Close()
 		outHash = sha256.New()
@@ -116,15 +129,17 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		if enc != nil {
 			if err := enc.Encode(it); err != nil {
 				fmt.Fprintln(stderr, "xsrdump: rewrite:", err)
-				return 2
+				return cli.ExitFailure
 			}
 		}
+		// PAGE_DATA records are summed up in the summary unless -records.
+		listed := c.records || it.Pages == nil
 		switch {
-		case c.json && c.verbose:
+		case c.json && (c.verbose || c.records) && listed:
 			items = append(items, toJSON(it))
 		case c.json:
-		case c.verify && !c.verbose:
-		default:
+		case c.verify && !c.verbose && !c.records:
+		case listed:
 			printItem(out, it, c.verbose)
 		}
 	}
@@ -137,36 +152,49 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	if enc != nil {
 		if err := outBuf.Flush(); err != nil {
 			fmt.Fprintln(stderr, "xsrdump: rewrite:", err)
-			return 2
+			return cli.ExitFailure
 		}
 		identical = bytes.Equal(inHash.Sum(nil), outHash.Sum(nil))
 	}
+	// The verdict: "valid" or "invalid" only after a strict walk; a relaxed
+	// walk proves nothing, so it says "not verified".
+	verdict := "not verified"
+	switch {
+	case walkErr != nil:
+		verdict = "invalid"
+	case c.verify:
+		verdict = "valid"
+	}
 	if c.json {
 		doc := struct {
-			File    string        `json:"file"`
-			Summary image.Summary `json:"summary"`
-			Valid   bool          `json:"valid"`
-			Error   *errorJSON    `json:"error,omitempty"`
-			Rewrite *rewriteJSON  `json:"rewrite,omitempty"`
-			Items   []jsonItem    `json:"items,omitempty"`
-		}{File: name, Summary: sum, Valid: walkErr == nil, Items: items}
+			File    string         `json:"file"`
+			Verdict string         `json:"verdict"`
+			Valid   *bool          `json:"valid,omitempty"`
+			Summary *image.Summary `json:"summary,omitempty"`
+			Error   *errorJSON     `json:"error,omitempty"`
+			Rewrite *rewriteJSON   `json:"rewrite,omitempty"`
+			Items   []jsonItem     `json:"items,omitempty"`
+		}{File: name, Verdict: verdict, Items: items}
+		if c.verify || walkErr != nil {
+			v := walkErr == nil
+			doc.Valid = &v
+		}
 		if walkErr != nil {
 			doc.Error = toErrorJSON(walkErr)
+		} else {
+			doc.Summary = &sum
 		}
-		if enc != nil {
+		if enc != nil && walkErr == nil {
 			doc.Rewrite = &rewriteJSON{Path: c.rewrite, Identical: identical}
 		}
-		e := json.NewEncoder(out)
-		e.SetIndent("", "  ")
-		e.Encode(doc)
-	} else {
+		cli.WriteJSON(out, doc)
+	} else if walkErr == nil {
+		// No summary of a walk that failed: it would describe half an image.
 		printSummary(out, sum, c.verbose)
 		if enc != nil {
 			fmt.Fprintf(out, "rewrite: %s, identical to input: %v\n", c.rewrite, identical)
 		}
-		if walkErr == nil {
-			fmt.Fprintln(out, "valid: yes")
-		}
+		fmt.Fprintf(out, "verdict: %s\n", verdict)
 	}
 	out.Flush()
 	if walkErr != nil {
@@ -226,7 +254,11 @@ func toJSON(it *image.Item) jsonItem {
 	}
 	switch {
 	case it.XL != nil:
-		j.Header = map[string]any{"big_endian": it.XL.BigEndian, "mandatory_flags": it.XL.Mandatory, "optional_flags": it.XL.Optional, "config_bytes": len(it.XL.Config), "extra_bytes": len(it.XL.Extra)}
+		h := map[string]any{"big_endian": it.XL.BigEndian, "mandatory_flags": it.XL.Mandatory, "optional_flags": it.XL.Optional, "config_bytes": len(it.XL.Config), "extra_bytes": len(it.XL.Extra)}
+		if cfg := bytes.TrimRight(it.XL.ConfigText(), "\x00\n"); json.Valid(cfg) {
+			h["config"] = json.RawMessage(cfg)
+		}
+		j.Header = h
 	case it.Libxl != nil:
 		j.Header = it.Libxl
 	case it.LibxcImage != nil:

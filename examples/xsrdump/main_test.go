@@ -32,11 +32,11 @@ func TestDumpAndRewrite(t *testing.T) {
 	in := fixtureFile(t, "guest3-pvh-migrate.xl")
 	out := filepath.Join(t.TempDir(), "re")
 	var stdout, stderr bytes.Buffer
-	if rc := run(config{verify: true, verbose: true, rewrite: out, format: "auto"}, in, &stdout, &stderr); rc != 0 {
+	if rc := run(config{verify: true, verbose: true, records: true, rewrite: out, format: "auto"}, in, &stdout, &stderr); rc != 0 {
 		t.Fatalf("rc %d: %s", rc, stderr.String())
 	}
 	s := stdout.String()
-	for _, want := range []string{"libxl  header: version 2", "libxc  domain header: x86 HVM", "PAGE_DATA", "HVM_CONTEXT", "identical to input: true", "valid: yes", "permission to go"} {
+	for _, want := range []string{"libxl  header: version 2", "libxc  domain header: x86 HVM", "PAGE_DATA", "HVM_CONTEXT", "identical to input: true", "verdict: valid", "permission to go"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -62,11 +62,12 @@ func TestVerifyFails(t *testing.T) {
 func TestJSON(t *testing.T) {
 	in := fixtureFile(t, "guest1-pv.xl")
 	var stdout, stderr bytes.Buffer
-	if rc := run(config{json: true, verbose: true, format: "xl"}, in, &stdout, &stderr); rc != 0 {
+	if rc := run(config{json: true, verify: true, records: true, format: "xl"}, in, &stdout, &stderr); rc != 0 {
 		t.Fatalf("rc %d: %s", rc, stderr.String())
 	}
 	var doc struct {
 		Valid   bool
+		Verdict string
 		Summary struct {
 			Format     string
 			DomainType string `json:"domain_type"`
@@ -83,7 +84,7 @@ func TestJSON(t *testing.T) {
 	}
 	fi, _ := os.Stat(in)
 	last := doc.Items[len(doc.Items)-1]
-	if !doc.Valid || doc.Summary.Format != "xl" || doc.Summary.DomainType != "x86 PV" || last.Offset+last.Size != fi.Size() || doc.Summary.Pages.Pages == 0 {
+	if !doc.Valid || doc.Verdict != "valid" || doc.Summary.Format != "xl" || doc.Summary.DomainType != "x86 PV" || last.Offset+last.Size != fi.Size() || doc.Summary.Pages.Pages == 0 {
 		t.Errorf("unexpected JSON: %+v", doc)
 	}
 	// Forcing the wrong outer format is an invalid stream.
@@ -163,5 +164,39 @@ func TestErrorStopsReading(t *testing.T) {
 				t.Errorf("read %d bytes, want at most %d", in.n, lim)
 			}
 		})
+	}
+}
+
+// TestVerdictOnlyAfterStrictCheck: a relaxed walk gives no verdict. The
+// checkpointed fixture walks without error when relaxed, but strict
+// checking refuses it (CHECKPOINT in a stream not declared checkpointed):
+// before the fix the relaxed walk printed "valid: yes" and "valid": true.
+func TestVerdictOnlyAfterStrictCheck(t *testing.T) {
+	in := fixtureFile(t, "synthetic-pvh-checkpointed.libxl")
+	var stdout, stderr bytes.Buffer
+	if rc := run(config{json: true, format: "auto"}, in, &stdout, &stderr); rc != 0 {
+		t.Fatalf("relaxed walk: rc %d: %s", rc, stderr.String())
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, has := doc["valid"]; has || doc["verdict"] != "not verified" {
+		t.Errorf("relaxed walk: verdict %v, valid %v; want \"not verified\" and no valid field", doc["verdict"], doc["valid"])
+	}
+	stdout.Reset()
+	if rc := run(config{format: "auto"}, in, &stdout, &stderr); rc != 0 || !strings.Contains(stdout.String(), "verdict: not verified") || strings.Contains(stdout.String(), "valid: yes") {
+		t.Errorf("relaxed text walk: rc %d\n%s", rc, stdout.String())
+	}
+	stdout.Reset()
+	if rc := run(config{json: true, verify: true, format: "auto"}, in, &stdout, &stderr); rc != 1 {
+		t.Fatalf("strict walk: rc %d, want 1", rc)
+	}
+	doc = nil
+	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["verdict"] != "invalid" || doc["valid"] != false || doc["summary"] != nil || doc["error"] == nil {
+		t.Errorf("strict walk: %v", doc)
 	}
 }
