@@ -2,10 +2,10 @@
 // dropped, zstd in independent blocks with checksums) and unpacks them bit
 // for bit; it reads one page or the non-page records without unpacking:
 //
-//	xsrpack pack [-best] [-c] [IN [OUT]]      (- or absent: stdin/stdout; -best: slower, smaller)
-//	xsrpack unpack [IN [OUT]]
-//	xsrpack cat-page [-round N] PACKED PFN    (the page's 4096 bytes to stdout)
-//	xsrpack stat PACKED
+//	xsrpack pack [-best] [-c] [-q] [IN [OUT]]   (- or absent: stdin/stdout; -best: slower, smaller)
+//	xsrpack unpack [-q] [IN [OUT]]
+//	xsrpack cat-page [-round N] PACKED PFN      (the page's 4096 bytes to stdout)
+//	xsrpack stat [-json] PACKED
 //
 // so `xl save -p dom /dev/stdout | xsrpack pack > img.xsrp` and
 // `xsrpack unpack img.xsrp | xl restore /dev/stdin` work with pipes.
@@ -13,32 +13,86 @@ package main
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/stream/pack"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "xsrpack:", err)
-		os.Exit(1)
-	}
+func main() { os.Exit(xsrpack(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+// xsrpack dispatches to the subcommands, each with its own flags, parsed
+// before any file is opened.
+func xsrpack(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli.Dispatch("xsrpack", []cli.Sub{
+		{Name: "pack", Summary: "pack an image (xl save file, libxl or libxc stream)", Run: func(a []string) int {
+			return sub(a, stdin, stdout, stderr, "pack", "[IN [OUT]]", "Packs the image IN (or stdin) into OUT (or stdout).", 0, 2)
+		}},
+		{Name: "unpack", Summary: "unpack bit for bit", Run: func(a []string) int {
+			return sub(a, stdin, stdout, stderr, "unpack", "[IN [OUT]]", "Unpacks IN (or stdin) into OUT (or stdout), bit for bit.", 0, 2)
+		}},
+		{Name: "cat-page", Summary: "one page's 4096 bytes, without unpacking", Run: func(a []string) int {
+			return sub(a, stdin, stdout, stderr, "cat-page", "PACKED PFN", "Writes the page PFN of checkpoint round -round to stdout.", 2, 2)
+		}},
+		{Name: "stat", Summary: "what a packed file holds", Run: func(a []string) int {
+			return sub(a, stdin, stdout, stderr, "stat", "PACKED", "Prints the size, page occurrences and unique pages of PACKED.", 1, 1)
+		}},
+	}, args, stderr)
 }
 
-func openIn(args []string, stdin io.Reader) (io.Reader, func(), error) {
+// opts are every subcommand's flags; each subcommand registers its own.
+type opts struct {
+	best, ckpt, quiet, json bool
+	round                   int
+}
+
+func sub(args []string, stdin io.Reader, stdout, stderr io.Writer, name, usage, summary string, min, max int) int {
+	c := cli.New("xsrpack "+name, usage, summary, stderr)
+	var o opts
+	switch name {
+	case "pack":
+		c.Flags.BoolVar(&o.best, "best", false, "best compression (slower)")
+		c.Flags.BoolVar(&o.ckpt, "c", false, "the stream is checkpointed (Remus/COLO)")
+		c.Flags.BoolVar(&o.quiet, "q", false, "no progress or summary on stderr")
+	case "unpack":
+		c.Flags.BoolVar(&o.quiet, "q", false, "no progress on stderr")
+	case "cat-page":
+		c.Flags.IntVar(&o.round, "round", 0, "checkpoint round")
+	case "stat":
+		c.Flags.BoolVar(&o.json, "json", false, "print JSON")
+	}
+	rest, code, ok := c.ParseN(args, min, max)
+	if !ok {
+		return code
+	}
+	if name == "pack" || name == "unpack" {
+		if f, isFile := stdin.(*os.File); isFile && (len(rest) == 0 || rest[0] == "-") && cli.IsTerminal(f) {
+			fmt.Fprintf(stderr, "xsrpack %s: reading from standard input (a terminal); end with Ctrl-D, or give IN\n", name)
+		}
+	}
+	if err := do(name, o, rest, stdin, stdout, stderr); err != nil {
+		return c.Fail(err)
+	}
+	return cli.ExitOK
+}
+
+func openIn(args []string, stdin io.Reader) (io.Reader, int64, func(), error) {
 	if len(args) == 0 || args[0] == "-" {
-		return stdin, func() {}, nil
+		return stdin, 0, func() {}, nil
 	}
 	f, err := os.Open(args[0])
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, nil, err
 	}
-	return f, func() { f.Close() }, nil
+	size := int64(0)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
+	}
+	return f, size, func() { f.Close() }, nil
 }
 
 // openOut opens the output; finish completes it, discard removes an output
@@ -67,21 +121,10 @@ func openOut(args []string, stdout io.Writer) (w *bufio.Writer, finish func() er
 	return w, finish, discard, nil
 }
 
-func run(args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: xsrpack pack|unpack|cat-page|stat ...")
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	best := fs.Bool("best", false, "pack: best compression (slower)")
-	ckpt := fs.Bool("c", false, "pack: the stream is checkpointed (Remus/COLO)")
-	round := fs.Int("round", 0, "cat-page: checkpoint round")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	switch args[0] {
+func do(name string, o opts, rest []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch name {
 	case "pack", "unpack":
-		in, closeIn, err := openIn(rest, stdin)
+		in, size, closeIn, err := openIn(rest, stdin)
 		if err != nil {
 			return err
 		}
@@ -96,20 +139,28 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 				discard()
 			}
 		}()
-		if args[0] == "pack" {
+		prog := cli.NewProgress(stderr, o.quiet, "xsrpack "+name, size)
+		in = io.TeeReader(in, prog.Writer())
+		if name == "pack" {
 			opt := pack.Options{}
-			opt.Image.Checkpointed = *ckpt
-			if *best {
+			opt.Image.Checkpointed = o.ckpt
+			if o.best {
 				opt.Level = zstd.SpeedBestCompression
 			}
 			st, err := pack.Pack(out, in, opt)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "xsrpack: %d -> %d bytes (%.1f%%); %d pages: %d zero, %d duplicate, %d unique\n",
-				st.InBytes, st.OutBytes, 100*float64(st.OutBytes)/float64(max(st.InBytes, 1)), st.Pages, st.ZeroPages, st.DupPages, st.UniquePages)
-		} else if err := pack.Unpack(out, in); err != nil {
-			return err
+			prog.Done()
+			if !o.quiet {
+				fmt.Fprintf(stderr, "xsrpack: %d -> %d bytes (%.1f%%); %d pages: %d zero, %d duplicate, %d unique\n",
+					st.InBytes, st.OutBytes, 100*float64(st.OutBytes)/float64(max(st.InBytes, 1)), st.Pages, st.ZeroPages, st.DupPages, st.UniquePages)
+			}
+		} else {
+			if err := pack.Unpack(out, in); err != nil {
+				return err
+			}
+			prog.Done()
 		}
 		if err := finish(); err != nil {
 			return err
@@ -117,8 +168,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		ok = true
 		return nil
 	case "cat-page", "stat":
-		if len(rest) < 1 || (args[0] == "cat-page" && len(rest) < 2) {
-			return fmt.Errorf("usage: xsrpack %s PACKED%s", args[0], map[bool]string{true: " PFN"}[args[0] == "cat-page"])
+		if len(rest) < 1 || (name == "cat-page" && len(rest) < 2) {
+			return fmt.Errorf("usage: xsrpack %s PACKED%s", name, map[bool]string{true: " PFN"}[name == "cat-page"])
 		}
 		f, err := os.Open(rest[0])
 		if err != nil {
@@ -133,7 +184,16 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if args[0] == "stat" {
+		if name == "stat" {
+			if o.json {
+				return cli.WriteJSON(stdout, struct {
+					File        string `json:"file"`
+					Bytes       int64  `json:"bytes"`
+					Occurrences int    `json:"page_occurrences"`
+					Unique      int    `json:"unique_pages"`
+					Window      int    `json:"window_pages"`
+				}{rest[0], p.Size, p.Occurrences, p.Unique, p.Window})
+			}
 			fmt.Fprintf(stdout, "%s: %d bytes, %d page occurrences, %d unique pages\n", rest[0], p.Size, p.Occurrences, p.Unique)
 			return nil
 		}
@@ -141,12 +201,12 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		page, err := p.Page(*round, pfn)
+		page, err := p.Page(o.round, pfn)
 		if err != nil {
 			return err
 		}
 		_, err = stdout.Write(page)
 		return err
 	}
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("unknown command %q", name)
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,4 +74,36 @@ func TestFailedPackLeavesNoFile(t *testing.T) {
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatalf("failed unpack left %s (%v)", out, err)
 	}
+}
+
+// run is the whole command for tests: quiet, errors returned.
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("missing command")
+	}
+	o := opts{quiet: true}
+	rest := args[1:]
+	for len(rest) > 0 && len(rest[0]) > 1 && rest[0][0] == '-' {
+		switch rest[0] {
+		case "-best":
+			o.best = true
+		case "-c":
+			o.ckpt = true
+		case "-json":
+			o.json = true
+		case "-round":
+			if len(rest) < 2 {
+				return errors.New("-round needs a value")
+			}
+			n, err := strconv.Atoi(rest[1])
+			if err != nil {
+				return err
+			}
+			o.round, rest = n, rest[1:]
+		default:
+			return fmt.Errorf("unknown flag %s", rest[0])
+		}
+		rest = rest[1:]
+	}
+	return do(args[0], o, rest, stdin, stdout, io.Discard)
 }
