@@ -10,6 +10,8 @@
 //	                                         `xl migrate -s "" GUEST "xsrrestore -migrate-receive"`
 //	                                         and `xl migrate -s CMD GUEST HOST` (which runs
 //	                                         "CMD HOST xl migrate-receive ...") both work
+//	xsrrestore -listen :PORT [-once]         receive live migrations from `xsrsave -to`
+//	                                         (migrate/transport: -encodings, -tls-cert/-key/-ca)
 //
 // Progress goes to stderr. On any failure the half-built domain, its
 // xenstore nodes and its userdata file are removed again. Exit status: 0
@@ -24,6 +26,7 @@ import (
 	"os"
 
 	"github.com/xensr/xensr/migrate"
+	"github.com/xensr/xensr/migrate/transport"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
@@ -32,6 +35,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 type args struct {
 	paused, receive, quiet bool
 	name, config, file     string
+	listen                 string // -listen ADDR
+	net                    transport.Flags
 }
 
 func parse(argv []string, stderr io.Writer) (*args, int) {
@@ -43,8 +48,10 @@ func parse(argv []string, stderr io.Writer) (*args, int) {
 	fs.StringVar(&a.config, "config", "", "libxl JSON configuration (needed for a bare libxl or libxc stream)")
 	fs.BoolVar(&a.receive, "migrate-receive", false, "act as `xl migrate-receive` on stdin/stdout")
 	fs.BoolVar(&a.quiet, "q", false, "no progress lines")
+	fs.StringVar(&a.listen, "listen", "", "receive migrations from `xsrsave -to` on this address, e.g. :7000")
+	a.net.Register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xsrrestore [-p] [-name N] [-config CFG.json] FILE|-\n       xsrrestore -migrate-receive [ignored args]")
+		fmt.Fprintln(stderr, "usage: xsrrestore [-p] [-name N] [-config CFG.json] FILE|-\n       xsrrestore -migrate-receive [ignored args]\n       xsrrestore -listen ADDR [-once]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(argv); err != nil {
@@ -54,6 +61,17 @@ func parse(argv []string, stderr io.Writer) (*args, int) {
 		return nil, 2
 	}
 	if a.receive {
+		return a, -1
+	}
+	if a.listen != "" {
+		if fs.NArg() != 0 {
+			fs.Usage()
+			return nil, 2
+		}
+		if err := a.net.Check(); err != nil {
+			fmt.Fprintln(stderr, "xsrrestore:", err)
+			return nil, 2
+		}
 		return a, -1
 	}
 	if fs.NArg() != 1 {
@@ -68,6 +86,13 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a, rc := parse(argv, stderr)
 	if rc >= 0 {
 		return rc
+	}
+	if a.listen != "" {
+		if err := listen(context.Background(), a, stderr); err != nil {
+			fmt.Fprintln(stderr, "xsrrestore:", err)
+			return 1
+		}
+		return 0
 	}
 	opt := migrate.RestoreOptions{Name: a.name, Paused: a.paused}
 	if !a.quiet {

@@ -7,6 +7,9 @@
 //	xsrsave -domid N -live -o FILE        log-dirty pre-copy rounds first
 //	xsrsave -domid N -live -migrate CMD   run CMD (e.g. "xl migrate-receive")
 //	                                      and migrate to it, as `xl migrate -s ""`
+//	xsrsave -domid N -to HOST:PORT        live-migrate over the network to
+//	                                      `xsrrestore -listen :PORT` (migrate/transport:
+//	                                      -encodings, -rate, -policy, -tls-cert/-key/-ca)
 //	xsrsave ... -skip-zero                zero pages of the first pass go as
 //	                                      XALLOC records without data
 //
@@ -22,6 +25,7 @@ import (
 	"time"
 
 	"github.com/xensr/xensr/migrate"
+	"github.com/xensr/xensr/migrate/transport"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -61,15 +65,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	injectClose := fs.Int64("inject-close-after", -1, "test: close the output after this many bytes")
 	skipZero := fs.Bool("skip-zero", false, "send all-zero pages of the first pass without data (XALLOC)")
 	quiet := fs.Bool("q", false, "no progress lines")
+	to := fs.String("to", "", "live-migrate over the network to `xsrrestore -listen` at HOST:PORT")
+	var nf transport.Flags
+	nf.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
 		return 2
 	}
-	if *domid <= 0 || (*out == "") == (*migrateCmd == "") || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: xsrsave -domid N (-o FILE|- | -migrate CMD) [-live] [-c]")
+	dests := 0
+	for _, d := range []string{*out, *migrateCmd, *to} {
+		if d != "" {
+			dests++
+		}
+	}
+	if *domid <= 0 || dests != 1 || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: xsrsave -domid N (-o FILE|- | -migrate CMD | -to HOST:PORT) [-live] [-c]")
 		return 2
+	}
+	if *to != "" {
+		if err := nf.Check(); err != nil {
+			fmt.Fprintln(stderr, "xsrsave:", err)
+			return 2
+		}
 	}
 	var progress io.Writer = stderr
 	if *quiet {
@@ -79,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		domid: uint32(*domid), out: *out, live: *live, checkpoint: *checkpoint,
 		migrate: *migrateCmd, rounds: *rounds, target: *target, configFile: *configFile,
 		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy, skipZero: *skipZero,
+		to: *to, net: &nf,
 		stdout: stdout, stderr: stderr, progress: progress,
 	})
 	if err != nil {
@@ -101,6 +121,8 @@ type saveArgs struct {
 	injectClose    int64
 	streamCopy     string
 	skipZero       bool
+	to             string           // -to HOST:PORT
+	net            *transport.Flags // its options
 	stdout, stderr io.Writer
 	progress       io.Writer
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xensr/xensr/migrate"
+	"github.com/xensr/xensr/migrate/transport"
 )
 
 // lockedWriter serialises writes from our progress and the receiver's
@@ -64,6 +65,24 @@ func saveDomain(a saveArgs) error {
 	major, minor, err := h.X.Version()
 	if err != nil {
 		return fmt.Errorf("xen_version: %w", err)
+	}
+	if a.to != "" {
+		logf := func(f string, v ...any) {
+			if a.progress != nil {
+				fmt.Fprintf(a.progress, f+"\n", v...)
+			}
+		}
+		res, err := transport.SendDomain(ctx, h, a.domid, a.to, a.net, migrate.SaveOptions{
+			Policy: migrate.RoundsPolicy(a.rounds, a.target), SkipZero: a.skipZero,
+			Config: config, XenMajor: major, XenMinor: minor, Log: a.progress,
+		}, logf)
+		if err != nil {
+			return err
+		}
+		summary(a.progress, a.domid, res.Save, "migrated")
+		logf("xsrsave: %s encoding, %d bytes on the wire for %d of stream, %.3f s in all, downtime %.3f s (suspend to running at the target)",
+			res.Encoding, res.WireBytes, res.StreamBytes, res.Total.Seconds(), res.Downtime.Seconds())
+		return nil
 	}
 	s := migrate.NewSaver(d, migrate.SaveOptions{
 		Live: a.live, Policy: migrate.RoundsPolicy(a.rounds, a.target), SkipZero: a.skipZero,

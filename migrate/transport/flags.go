@@ -130,3 +130,22 @@ func (f *Flags) Receiver(t Target) (*Receiver, error) {
 	}
 	return &Receiver{Target: t, Encodings: encs}, nil
 }
+
+// Check validates the flags without touching any file or device: the
+// encodings, the policy and which TLS files go together. Commands call it
+// right after parsing, to report a usage error.
+func (f *Flags) Check() error {
+	if _, err := f.encodings(); err != nil {
+		return err
+	}
+	if _, err := f.PrecopyPolicy(); err != nil {
+		return err
+	}
+	if (f.Cert == "") != (f.Key == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if f.RateMiB < 0 {
+		return fmt.Errorf("-rate %v: negative", f.RateMiB)
+	}
+	return nil
+}

@@ -25,6 +25,9 @@ func parseFlags(t *testing.T, args ...string) *Flags {
 
 func TestFlags(t *testing.T) {
 	f := parseFlags(t)
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
 	s, err := f.Sender()
 	if err != nil || len(s.Encodings) != 3 || s.Encodings[0] != EncodingZstd || s.RateLimit != 0 {
 		t.Fatalf("defaults: %+v %v", s, err)
@@ -47,6 +50,9 @@ func TestFlags(t *testing.T) {
 		_, e3 := f.TLS(true, "")
 		if e1 == nil && e2 == nil && e3 == nil {
 			t.Errorf("%q accepted", bad)
+		}
+		if err := f.Check(); err == nil {
+			t.Errorf("Check accepted %q", bad)
 		}
 	}
 }
