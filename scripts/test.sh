@@ -18,9 +18,9 @@ echo "== setup"
 for xen in ${XENSR_LAB_XEN:-4.17 4.20}; do XENSR_LAB_XEN=$xen bash internal/xenlab/build.sh; done
 # libxen-dev and gcc: the C layouts the tests compare against; zstd: the CLI
 # baseline of stream/pack's benchmarks.
-if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null || ! command -v zstd >/dev/null; then
+if ! dpkg-query -W -f='${Status}' libxen-dev 2>/dev/null | grep -q 'install ok installed' || ! command -v gcc >/dev/null || ! command -v zstd >/dev/null || ! command -v strace >/dev/null; then
 	apt-get update -q >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev zstd >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libxen-dev gcc libc6-dev zstd strace >/dev/null
 fi
 
 # Debian 13's C headers (Xen 4.20): the .deb kept in the 4.20 cache's apt
@@ -54,5 +54,10 @@ if [ "${XENSR_SKIP_LAB:-0}" = 1 ]; then
 else
 	echo "== lab"
 	XENSR_LAB_XEN=${XENSR_LAB_XEN:-4.17 4.20} bash scripts/lab.sh
+	# The two-host lab (issue #18). CI runs every path and the failure cases
+	# under the memory-dirtying load only (the README's table has the idle
+	# runs too); XENSR_PAIR_LOADS="idle dirty" runs both.
+	echo "== lab: two hosts"
+	XENSR_PAIR_LOADS=${XENSR_PAIR_LOADS:-dirty} bash scripts/lab-pair.sh
 fi
 echo "== all tests passed in $((SECONDS - t0))s"
