@@ -7,8 +7,10 @@
 // a save record shorter than its own layout (zero-extending it where the
 // type allows) but refuses a longer one, and refuses typecodes it does not
 // know. Xen 4.21 grew the LAPIC record from 24 to 32 bytes (pending_esr),
-// so an HVM or PVH image written by 4.21 or later cannot be restored on
-// 4.17-4.20. Check walks an image (package stream/image), reads the Xen
+// and the stable branches took the change in 4.18.5, 4.19.2 and 4.20.1
+// (4.17 never did), so an HVM or PVH image written by one of those cannot
+// be restored on 4.17.x or an older point release. The lab found it: Debian
+// 13's Xen 4.20.4 writes 32-byte LAPIC records. Check walks an image (package stream/image), reads the Xen
 // version that wrote it from the libxc domain header, and checks every HVM
 // context entry against the record sizes of the target release.
 package compat
@@ -25,19 +27,52 @@ import (
 	"github.com/xensr/xensr/stream/libxc"
 )
 
-// A Version is a Xen release, major.minor.
-type Version struct{ Major, Minor uint32 }
+// A Version is a Xen release, major.minor.patch. Images record only
+// major.minor (the libxc domain header); the running Xen's patch level
+// comes from XENVER_extraversion (".5-pre" counts as 5).
+type Version struct{ Major, Minor, Patch uint32 }
 
-// String returns "4.20".
-func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+// String returns "4.20" or "4.20.4".
+func (v Version) String() string {
+	if v.Patch == 0 {
+		return fmt.Sprintf("%d.%d", v.Major, v.Minor)
+	}
+	return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch)
+}
 
-// Less reports whether v is an older release than o.
+// Less reports whether v is an older release than o (major.minor only).
 func (v Version) Less(o Version) bool {
 	return v.Major < o.Major || v.Major == o.Major && v.Minor < o.Minor
 }
 
-// lapicGrew is the release whose LAPIC save record is 32 bytes.
-var lapicGrew = Version{4, 21}
+// ParseExtraVersion returns v with its patch level taken from an
+// XENVER_extraversion string such as ".4" or ".5-pre".
+func ParseExtraVersion(v Version, extra string) Version {
+	s := strings.TrimPrefix(extra, ".")
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	var p uint32
+	fmt.Sscan(s[:n], &p)
+	v.Patch = p
+	return v
+}
+
+// lapicGrew is the first release whose LAPIC save record is 32 bytes.
+var lapicGrew = Version{4, 21, 0}
+
+// lapic32 reports whether Xen v writes and loads 32-byte LAPIC records:
+// 4.21 on, and the stable point releases that took pending_esr (4.18.5,
+// 4.19.2, 4.20.1; checked at each RELEASE tag of xen.git).
+func lapic32(v Version) bool {
+	if !v.Less(lapicGrew) {
+		return true
+	}
+	first := map[Version]uint32{{4, 18, 0}: 5, {4, 19, 0}: 2, {4, 20, 0}: 1}
+	p, ok := first[Version{v.Major, v.Minor, 0}]
+	return ok && v.Patch >= p
+}
 
 // known reports whether the release tables (hypercall.Releases) cover v.
 func known(v Version) bool {
@@ -61,7 +96,7 @@ func HVMRecordSize(v Version, tc hvm.Typecode) (size int, fixed, ok bool) {
 	case hvm.TypeCPUXSave, hvm.TypeCPUMSR:
 		return 0, false, true
 	case hvm.TypeLAPIC:
-		if v.Less(lapicGrew) {
+		if !lapic32(v) {
 			return hvm.LAPICSizeLegacy, true, true
 		}
 		return hvm.LAPICSize, true, true
@@ -165,7 +200,7 @@ func Check(r io.Reader, opt image.Options, target Version) (*Report, error) {
 	_, err := image.Walk(r, opt, func(it *image.Item) error {
 		if d := it.LibxcDomain; d != nil {
 			sawDomain = true
-			rep.Writer = Version{d.XenMajor, d.XenMinor}
+			rep.Writer = Version{d.XenMajor, d.XenMinor, 0}
 			rep.DomainType = d.Type.String()
 		}
 		if hc, ok := it.Libxc.(*libxc.HVMContext); ok {
@@ -194,8 +229,8 @@ func Check(r io.Reader, opt image.Options, target Version) (*Report, error) {
 	return rep, nil
 }
 
-func first() Version { r := hypercall.Releases[0]; return Version{r.Major, r.Minor} }
+func first() Version { r := hypercall.Releases[0]; return Version{r.Major, r.Minor, 0} }
 func last() Version {
 	r := hypercall.Releases[len(hypercall.Releases)-1]
-	return Version{r.Major, r.Minor}
+	return Version{r.Major, r.Minor, 0}
 }

@@ -5,6 +5,7 @@ package compat
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,10 +27,14 @@ func runningXen(t *testing.T) Version {
 		t.Fatalf("hypercall.Open: %v", err)
 	}
 	i := x.Interface()
+	extra, err := x.ExtraVersion()
 	x.Close()
-	v := Version{i.Major, i.Minor}
-	t.Logf("running %s", i)
-	if f := os.Getenv("XENSR_LAB_XEN"); f != "" && f != v.String() {
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := ParseExtraVersion(Version{i.Major, i.Minor, 0}, extra)
+	t.Logf("running %s, extraversion %q", i, extra)
+	if f := os.Getenv("XENSR_LAB_XEN"); f != "" && f != fmt.Sprintf("%d.%d", v.Major, v.Minor) {
 		t.Fatalf("the lab booted flavour %s but Xen says %s", f, v)
 	}
 	return v
@@ -78,13 +83,15 @@ func TestLabSaveAndRefuseNewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := checkFile(t, img, running)
-	if rep.Writer != running || rep.Err() != nil || len(rep.Notes) != 0 {
+	if rep.Writer != (Version{running.Major, running.Minor, 0}) || rep.Err() != nil || len(rep.Notes) != 0 {
 		t.Fatalf("own image: writer %s, %v, notes %q", rep.Writer, rep.Err(), rep.Notes)
 	}
 	t.Logf("saved %s at counter %d: written by Xen %s, %s", img, c, rep.Writer, rep.DomainType)
 
-	if !running.Less(lapicGrew) {
-		t.Skipf("Xen %s loads 32-byte LAPIC records", running)
+	if lapic32(running) {
+		// Debian 13's Xen 4.20.4 is one: the stable branch took
+		// pending_esr in 4.20.1.
+		t.Skipf("Xen %s writes and loads 32-byte LAPIC records", running)
 	}
 	grown := filepath.Join(t.TempDir(), "guest3-lapic32.save")
 	if err := os.WriteFile(grown, growLAPIC(t, b, lapicGrew), 0o644); err != nil {
@@ -110,7 +117,7 @@ func TestLabSaveAndRefuseNewer(t *testing.T) {
 func TestLabRestoreOlderImage(t *testing.T) {
 	labtest.Require(t)
 	running := runningXen(t)
-	older := Version{4, 17}
+	older := Version{4, 17, 0}
 	if !older.Less(running) {
 		t.Skipf("Xen %s: no older flavour to restore from", running)
 	}

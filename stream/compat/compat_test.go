@@ -90,9 +90,9 @@ func check(t *testing.T, img []byte, target Version) *Report {
 func TestCheckRealImages(t *testing.T) {
 	for _, name := range []string{"guest3-pvh.xl", "guest1-pv.xl"} {
 		img := fixture(t, name)
-		for _, target := range []Version{{4, 17}, {4, 20}, {4, 21}, {4, 22}} {
+		for _, target := range []Version{{4, 17, 0}, {4, 20, 0}, {4, 21, 0}, {4, 22, 0}} {
 			rep := check(t, img, target)
-			if rep.Writer != (Version{4, 17}) || rep.Err() != nil || len(rep.Notes) != 0 {
+			if rep.Writer != (Version{4, 17, 0}) || rep.Err() != nil || len(rep.Notes) != 0 {
 				t.Errorf("%s on %s: writer %s, err %v, notes %q", name, target, rep.Writer, rep.Err(), rep.Notes)
 			}
 		}
@@ -103,8 +103,8 @@ func TestCheckRealImages(t *testing.T) {
 // 4.21's 32 bytes is refused on 4.17 and 4.20, naming the record, its
 // offset and both versions, and accepted on 4.21 and 4.22.
 func TestCheckRefusesLongLAPIC(t *testing.T) {
-	img := growLAPIC(t, fixture(t, "guest3-pvh.xl"), Version{4, 21})
-	for _, target := range []Version{{4, 17}, {4, 20}} {
+	img := growLAPIC(t, fixture(t, "guest3-pvh.xl"), Version{4, 21, 0})
+	for _, target := range []Version{{4, 17, 0}, {4, 17, 7}, {4, 18, 4}, {4, 19, 1}, {4, 20, 0}} {
 		rep := check(t, img, target)
 		err := rep.Err()
 		var ce *Error
@@ -124,7 +124,8 @@ func TestCheckRefusesLongLAPIC(t *testing.T) {
 			t.Errorf("notes %q", rep.Notes)
 		}
 	}
-	for _, target := range []Version{{4, 21}, {4, 22}} {
+	// 4.21 on, and the stable releases that took pending_esr.
+	for _, target := range []Version{{4, 21, 0}, {4, 22, 0}, {4, 20, 1}, {4, 20, 5}, {4, 19, 2}, {4, 18, 5}} {
 		if rep := check(t, img, target); rep.Err() != nil {
 			t.Errorf("on %s: %v", target, rep.Err())
 		}
@@ -142,7 +143,7 @@ func TestCheckHVMContextUnknownTypecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps, err := CheckHVMContext(data, 100, Version{4, 20})
+	ps, err := CheckHVMContext(data, 100, Version{4, 20, 0})
 	if err != nil || len(ps) != 1 || ps[0].Offset != 100 || !strings.Contains(ps[0].Reason, "typecode 42 is unknown to Xen 4.20") {
 		t.Fatalf("problems %v, err %v", ps, err)
 	}
@@ -157,15 +158,15 @@ func TestHVMRecordSize(t *testing.T) {
 		size  int
 		fixed bool
 	}{
-		{Version{4, 17}, hvm.TypeLAPIC, 24, true}, {Version{4, 20}, hvm.TypeLAPIC, 24, true},
-		{Version{4, 21}, hvm.TypeLAPIC, 32, true}, {Version{4, 22}, hvm.TypeLAPIC, 32, true},
-		{Version{4, 17}, hvm.TypeCPU, 1032, true}, {Version{4, 20}, hvm.TypeCPUXSave, 0, false},
+		{Version{4, 17, 0}, hvm.TypeLAPIC, 24, true}, {Version{4, 20, 0}, hvm.TypeLAPIC, 24, true},
+		{Version{4, 21, 0}, hvm.TypeLAPIC, 32, true}, {Version{4, 22, 0}, hvm.TypeLAPIC, 32, true},
+		{Version{4, 17, 0}, hvm.TypeCPU, 1032, true}, {Version{4, 20, 0}, hvm.TypeCPUXSave, 0, false},
 	} {
 		if size, fixed, ok := HVMRecordSize(c.v, c.tc); !ok || size != c.size || fixed != c.fixed {
 			t.Errorf("%s %s: %d %v %v", c.v, c.tc, size, fixed, ok)
 		}
 	}
-	if _, _, ok := HVMRecordSize(Version{4, 20}, 42); ok {
+	if _, _, ok := HVMRecordSize(Version{4, 20, 0}, 42); ok {
 		t.Error("typecode 42 known")
 	}
 }
@@ -173,7 +174,7 @@ func TestHVMRecordSize(t *testing.T) {
 // TestCheckMalformed: a broken image is an error, not a report.
 func TestCheckMalformed(t *testing.T) {
 	img := fixture(t, "guest3-pvh.xl")
-	if _, err := Check(bytes.NewReader(img[:len(img)/2]), image.Options{}, Version{4, 20}); err == nil {
+	if _, err := Check(bytes.NewReader(img[:len(img)/2]), image.Options{}, Version{4, 20, 0}); err == nil {
 		t.Fatal("truncated image checked fine")
 	}
 }
