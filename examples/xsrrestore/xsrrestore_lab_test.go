@@ -422,7 +422,9 @@ func TestLabXsrrestore(t *testing.T) {
 		return name
 	}
 	ok = t.Run("XlMigrateIntoGo", func(t *testing.T) {
-		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+		// A guest just booted may not answer xl's suspend request yet
+		// (lab run 3: "domain responded to suspend request" at counter 3).
+		labtest.WaitCounter(t, name, max(labtest.Counter(name), 12), 2*time.Minute)
 		log := labtest.ConsoleLog(name + migrate.IncomingSuffix)
 		var xout string
 		var xerr error
