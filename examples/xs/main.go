@@ -3,9 +3,9 @@
 //
 //	xs read PATH...          print the values
 //	xs write PATH VALUE...   set path/value pairs
-//	xs ls [PATH]             print the tree below PATH (default /) with values
+//	xs ls [-json] [PATH]     print the tree below PATH (default /) with values
 //	xs rm PATH...            remove nodes and their subtrees
-//	xs watch PATH [-n N]     print watch events (stop after N)
+//	xs watch [-n N] PATH     print watch events (stop after N)
 //	xs perms PATH [PERM...]  print, or set (e.g. n0 r5), the permissions
 //
 // It connects like libxenstore: $XENSTORED_PATH, the daemon's socket, then
@@ -14,32 +14,74 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/xenstore"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, xenstore.DialDefault); err != nil {
-		fmt.Fprintln(os.Stderr, "xs:", err)
-		os.Exit(1)
-	}
+	os.Exit(xs(context.Background(), os.Args[1:], os.Stdout, os.Stderr, xenstore.DialDefault))
 }
 
-func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: xs read|write|ls|rm|watch|perms PATH...")
+// opts are the subcommands' flags.
+type opts struct {
+	json bool
+	n    int
+}
+
+// subs describes each subcommand: its arguments and how many.
+var subs = []struct {
+	name, args, summary string
+	min, max            int
+}{
+	{"read", "PATH...", "print the values", 1, -1},
+	{"write", "PATH VALUE...", "set path/value pairs", 2, -1},
+	{"ls", "[PATH]", "print the tree below PATH (default /) with values", 0, 1},
+	{"rm", "PATH...", "remove nodes and their subtrees", 1, -1},
+	{"watch", "PATH", "print watch events", 1, 1},
+	{"perms", "PATH [PERM...]", "print, or set (e.g. n0 r5), the permissions", 1, -1},
+}
+
+// xs parses the subcommand and its flags before it connects to xenstore.
+func xs(ctx context.Context, args []string, stdout, stderr io.Writer, dial xenstore.Dialer) int {
+	var list []cli.Sub
+	for _, sp := range subs {
+		list = append(list, cli.Sub{Name: sp.name, Summary: sp.summary, Run: func(a []string) int {
+			c := cli.New("xs "+sp.name, sp.args, sp.summary+".", stderr)
+			var o opts
+			switch sp.name {
+			case "ls":
+				c.Flags.BoolVar(&o.json, "json", false, "print JSON: nested {name, value, children}")
+			case "watch":
+				c.Flags.IntVar(&o.n, "n", 0, "stop after `N` events (0: never)")
+			}
+			rest, code, ok := c.ParseN(a, sp.min, sp.max)
+			if !ok {
+				return code
+			}
+			if sp.name == "write" && len(rest)%2 != 0 {
+				return c.UsageError("write takes PATH VALUE pairs")
+			}
+			if err := do(ctx, sp.name, o, rest, stdout, dial); err != nil {
+				return c.Fail(err)
+			}
+			return cli.ExitOK
+		}})
 	}
+	return cli.Dispatch("xs", list, args, stderr)
+}
+
+// do runs one parsed subcommand.
+func do(ctx context.Context, cmd string, o opts, args []string, out io.Writer, dial xenstore.Dialer) error {
 	c, err := xenstore.DialWith(ctx, dial)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "read":
 		for _, p := range args {
@@ -50,10 +92,7 @@ func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer
 			fmt.Fprintln(out, string(v))
 		}
 	case "write":
-		if len(args)%2 != 0 {
-			return fmt.Errorf("write takes PATH VALUE pairs")
-		}
-		for i := 0; i < len(args); i += 2 {
+		for i := 0; i+1 < len(args); i += 2 {
 			if err := c.Write(ctx, args[i], []byte(args[i+1])); err != nil {
 				return err
 			}
@@ -63,6 +102,13 @@ func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer
 		if len(args) > 0 {
 			root = args[0]
 		}
+		if o.json {
+			n, err := tree(ctx, c, root)
+			if err != nil {
+				return err
+			}
+			return cli.WriteJSON(out, n)
+		}
 		return ls(ctx, c, out, root, 0)
 	case "rm":
 		for _, p := range args {
@@ -71,19 +117,11 @@ func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer
 			}
 		}
 	case "watch":
-		fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-		n := fs.Int("n", 0, "stop after `N` events (0: never)")
-		if len(args) == 0 {
-			return fmt.Errorf("watch takes a PATH")
-		}
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
 		w, err := c.Watch(ctx, args[0])
 		if err != nil {
 			return err
 		}
-		for i := 0; *n == 0 || i < *n; i++ {
+		for i := 0; o.n == 0 || i < o.n; i++ {
 			ev, ok := <-w.C
 			if !ok {
 				return w.Err()
@@ -91,9 +129,6 @@ func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer
 			fmt.Fprintln(out, ev.Path)
 		}
 	case "perms":
-		if len(args) == 0 {
-			return fmt.Errorf("perms takes a PATH")
-		}
 		if len(args) > 1 {
 			var perms []xenstore.Perm
 			for _, s := range args[1:] {
@@ -118,6 +153,34 @@ func run(ctx context.Context, args []string, out io.Writer, dial xenstore.Dialer
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// node is one node of `xs ls -json`.
+type node struct {
+	Name     string  `json:"name"`
+	Value    string  `json:"value"`
+	Children []*node `json:"children,omitempty"`
+}
+
+func tree(ctx context.Context, c *xenstore.Client, p string) (*node, error) {
+	v, err := c.Read(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{Name: p, Value: string(v)}
+	names, err := c.Directory(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		ch, err := tree(ctx, c, strings.TrimSuffix(p, "/")+"/"+name)
+		if err != nil {
+			return nil, err
+		}
+		ch.Name = name
+		n.Children = append(n.Children, ch)
+	}
+	return n, nil
 }
 
 func ls(ctx context.Context, c *xenstore.Client, out io.Writer, p string, depth int) error {

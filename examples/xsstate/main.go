@@ -16,8 +16,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,36 +24,27 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/xenstore/migration"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("xsstate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON instead of text")
-	diff := fs.Bool("diff", false, "compare two state files A and B")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: xsstate [-json] FILE\n       xsstate -diff [-json] A B\nFILE may be - (standard input).\n")
-		fs.PrintDefaults()
+	c := cli.New("xsstate", "FILE | -diff A B", `Prints a xenstored live-update state file as a node tree with values and
+permissions, then its connections, watches, transactions, quotas and
+domains; with -diff, what differs from A to B. FILE may be - (stdin).`, stderr)
+	asJSON := c.Flags.Bool("json", false, "print JSON instead of text")
+	diff := c.Flags.Bool("diff", false, "compare two state files A and B")
+	rest, code, ok := c.ParseN(args, 1, 2)
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	want := 1
-	if *diff {
-		want = 2
-	}
-	if fs.NArg() != want {
-		fs.Usage()
-		return 2
+	if want := map[bool]int{false: 1, true: 2}[*diff]; len(rest) != want {
+		return c.UsageError("want %d file(s), got %d", want, len(rest))
 	}
 	var states []*migration.State
-	for _, name := range fs.Args() {
+	for _, name := range rest {
 		st, err := load(name, stdin)
 		if err != nil {
 			fmt.Fprintf(stderr, "xsstate: %s: %v\n", name, err)
@@ -66,7 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var err error
 	switch {
 	case *diff && *asJSON:
-		err = writeJSON(stdout, diffStates(states[0], states[1]))
+		err = cli.WriteJSON(stdout, diffStates(states[0], states[1]))
 	case *diff:
 		d := diffStates(states[0], states[1])
 		if len(d) == 0 {
@@ -76,7 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, l)
 		}
 	case *asJSON:
-		err = writeJSON(stdout, toJSON(states[0]))
+		err = cli.WriteJSON(stdout, toJSON(states[0]))
 	default:
 		err = dump(stdout, states[0])
 	}
@@ -89,6 +78,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func load(name string, stdin io.Reader) (*migration.State, error) {
 	var r io.Reader = stdin
+	if f, ok := stdin.(*os.File); ok && name == "-" && cli.IsTerminal(f) {
+		fmt.Fprintln(os.Stderr, "xsstate: reading from standard input (a terminal); end with Ctrl-D, or give a FILE")
+	}
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
@@ -98,15 +90,6 @@ func load(name string, stdin io.Reader) (*migration.State, error) {
 		r = f
 	}
 	return migration.ReadState(r)
-}
-
-func writeJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
 }
 
 func perms(ps []migration.Perm) string {
