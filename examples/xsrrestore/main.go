@@ -20,8 +20,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"github.com/xensr/xensr/internal/cli"
 	"io"
 	"os"
 
@@ -40,8 +40,11 @@ type args struct {
 }
 
 func parse(argv []string, stderr io.Writer) (*args, int) {
-	fs := flag.NewFlagSet("xsrrestore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := cli.New("xsrrestore", "FILE|- | -migrate-receive | -listen ADDR", `Restores a PVH guest in pure Go from an xl save file, a bare libxl stream
+or a bare libxc stream (FILE, or - for stdin); with -migrate-receive acts
+as xl migrate-receive on stdin/stdout (xl migrate -s CMD); with -listen
+receives live migrations from xsrsave -to.`, stderr)
+	fs := c.Flags
 	a := &args{}
 	fs.BoolVar(&a.paused, "p", false, "leave the restored domain paused")
 	fs.StringVar(&a.name, "name", "", "name of the restored domain (default: the configuration's)")
@@ -50,33 +53,23 @@ func parse(argv []string, stderr io.Writer) (*args, int) {
 	fs.BoolVar(&a.quiet, "q", false, "no progress lines")
 	fs.StringVar(&a.listen, "listen", "", "receive migrations from `xsrsave -to` on this address, e.g. :7000")
 	a.net.Register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: xsrrestore [-p] [-name N] [-config CFG.json] FILE|-\n       xsrrestore -migrate-receive [ignored args]\n       xsrrestore -listen ADDR [-once]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(argv); err != nil {
-		if err == flag.ErrHelp {
-			return nil, 0
-		}
-		return nil, 2
+	if _, code, ok := c.Parse(argv); !ok {
+		return nil, code
 	}
 	if a.receive {
 		return a, -1
 	}
 	if a.listen != "" {
 		if fs.NArg() != 0 {
-			fs.Usage()
-			return nil, 2
+			return nil, c.UsageError("-listen takes no FILE")
 		}
 		if err := a.net.Check(); err != nil {
-			fmt.Fprintln(stderr, "xsrrestore:", err)
-			return nil, 2
+			return nil, c.UsageError("%v", err)
 		}
 		return a, -1
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
-		return nil, 2
+		return nil, c.UsageError("want one FILE (or -)")
 	}
 	a.file = fs.Arg(0)
 	return a, -1

@@ -18,8 +18,8 @@
 package main
 
 import (
-	"flag"
 	"fmt"
+	"github.com/xensr/xensr/internal/cli"
 	"io"
 	"os"
 	"time"
@@ -50,8 +50,11 @@ func (w *closingWriter) Write(p []byte) (int, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("xsrsave", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := cli.New("xsrsave", "", `Saves a running PVH guest in pure Go into an xl save image (-o FILE|-),
+live-migrates it into a receiver command (-migrate "xl migrate-receive"),
+or over the network into xsrrestore -listen (-to HOST:PORT). Exactly one
+of -o, -migrate and -to; -domid is required.`, stderr)
+	fs := c.Flags
 	domid := fs.Int("domid", -1, "domain to save")
 	out := fs.String("o", "", "output file, - for stdout")
 	live := fs.Bool("live", false, "pre-copy memory with log-dirty rounds while the guest runs")
@@ -62,17 +65,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "libxl JSON configuration to embed (default: the one xl keeps for the domain)")
 	suspendTimeout := fs.Duration("suspend-timeout", 60*time.Second, "how long to wait for the guest to suspend")
 	streamCopy := fs.String("stream-copy", "", "with -migrate: also write the stream sent to the receiver into this file")
-	injectClose := fs.Int64("inject-close-after", -1, "test: close the output after this many bytes")
 	skipZero := fs.Bool("skip-zero", false, "send all-zero pages of the first pass without data (XALLOC)")
 	quiet := fs.Bool("q", false, "no progress lines")
 	to := fs.String("to", "", "live-migrate over the network to `xsrrestore -listen` at HOST:PORT")
 	var nf transport.Flags
 	nf.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if _, code, ok := c.ParseN(args, 0, 0); !ok {
+		return code
 	}
 	dests := 0
 	for _, d := range []string{*out, *migrateCmd, *to} {
@@ -80,14 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			dests++
 		}
 	}
-	if *domid <= 0 || dests != 1 || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: xsrsave -domid N (-o FILE|- | -migrate CMD | -to HOST:PORT) [-live] [-c]")
-		return 2
+	if *domid <= 0 || dests != 1 {
+		return c.UsageError("want -domid N and one of -o FILE|-, -migrate CMD, -to HOST:PORT")
 	}
 	if *to != "" {
 		if err := nf.Check(); err != nil {
-			fmt.Fprintln(stderr, "xsrsave:", err)
-			return 2
+			return c.UsageError("%v", err)
 		}
 	}
 	var progress io.Writer = stderr
@@ -97,16 +94,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err := saveDomain(saveArgs{
 		domid: uint32(*domid), out: *out, live: *live, checkpoint: *checkpoint,
 		migrate: *migrateCmd, rounds: *rounds, target: *target, configFile: *configFile,
-		suspendTimeout: *suspendTimeout, injectClose: *injectClose, streamCopy: *streamCopy, skipZero: *skipZero,
+		suspendTimeout: *suspendTimeout, injectClose: injectCloseAfter, streamCopy: *streamCopy, skipZero: *skipZero,
 		to: *to, net: &nf,
 		stdout: stdout, stderr: stderr, progress: progress,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+		return c.Fail(err)
 	}
-	return 0
+	return cli.ExitOK
 }
+
+// injectCloseAfter, when not negative, makes the output file fail after that
+// many bytes: the hook of the lab's failure cells, set by tests, never a flag.
+var injectCloseAfter int64 = -1
 
 type saveArgs struct {
 	domid          uint32

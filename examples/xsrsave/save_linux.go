@@ -147,7 +147,7 @@ func saveDomain(a saveArgs) error {
 	}
 	if a.injectClose >= 0 {
 		if f == nil {
-			return fmt.Errorf("-inject-close-after needs -o FILE")
+			return fmt.Errorf("an injected close needs -o FILE")
 		}
 		w = &closingWriter{f: f, limit: a.injectClose}
 	}

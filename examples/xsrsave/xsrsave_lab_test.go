@@ -148,11 +148,13 @@ func TestLabXsrsave(t *testing.T) {
 			id := labDomid(t, name)
 			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 			last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
-			args := []string{"-domid", strconv.Itoa(id), "-o", "/tmp/xsrsave-fail.save", "-inject-close-after", strconv.Itoa(48 << 20)}
+			args := []string{"-domid", strconv.Itoa(id), "-o", "/tmp/xsrsave-fail.save"}
 			if live {
 				args = append(args, "-live")
 			}
+			injectCloseAfter = 48 << 20
 			rc, stderr := runXsrsave(t, args...)
+			injectCloseAfter = -1
 			os.Remove("/tmp/xsrsave-fail.save")
 			if rc == 0 || !strings.Contains(stderr, "domain left running") {
 				t.Fatalf("live=%v: rc %d; want a failure that leaves the domain running", live, rc)
