@@ -7,6 +7,8 @@ import (
 	"io"
 	"runtime"
 	"testing"
+
+	"github.com/xensr/xensr/internal/memtest"
 	"time"
 )
 
@@ -256,12 +258,10 @@ func TestMemoryBound(t *testing.T) {
 	measure := func(in []byte) (uint64, error) {
 		r := NewReader(bytes.NewReader(in), "t", 0)
 		r.MaxRecordSize = limit
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		_, err := r.Next()
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc, err
+		return memtest.AllocatedErr(func() error {
+			_, err := r.Next()
+			return err
+		})
 	}
 	at := frame(1, make([]byte, limit), 0)
 	if d, err := measure(at); err != nil || d >= 2*limit {

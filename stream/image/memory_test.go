@@ -3,9 +3,9 @@ package image
 import (
 	"bytes"
 	"errors"
-	"runtime"
 	"testing"
 
+	"github.com/xensr/xensr/internal/memtest"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
 )
@@ -33,12 +33,10 @@ func TestMemoryBound(t *testing.T) {
 		return b.Bytes()
 	}
 	measure := func(in []byte) (uint64, error) {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		_, err := Walk(bytes.NewReader(in), Options{MaxRecordSize: limit}, nil)
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc, err
+		return memtest.AllocatedErr(func() error {
+			_, err := Walk(bytes.NewReader(in), Options{MaxRecordSize: limit}, nil)
+			return err
+		})
 	}
 	d, err := measure(build((limit - 8) / 8))
 	t.Logf("PAGE_DATA at an 8 MiB cap: %.1f MiB", float64(d)/(1<<20))

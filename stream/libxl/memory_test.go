@@ -5,21 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"runtime"
 	"testing"
 
+	"github.com/xensr/xensr/internal/memtest"
 	"github.com/xensr/xensr/stream"
 )
 
 // allocated returns the bytes allocated while fn ran.
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
+// allocated is what fn allocates.
+var allocated = memtest.Allocated
 
 // drain reads a stream of fake libxc blobs like decode but keeps nothing.
 func drain(in []byte, opt Options) error {

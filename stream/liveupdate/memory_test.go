@@ -3,8 +3,9 @@ package liveupdate
 import (
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"testing"
+
+	"github.com/xensr/xensr/internal/memtest"
 )
 
 // forged is a memory image of any size computed on the fly: a breadcrumb
@@ -44,12 +45,10 @@ func TestMemoryBound(t *testing.T) {
 		f.firstMFN = (f.array+8*nr)/PageSize + 1
 		f.crumb = Breadcrumb{Version: Version, NrPages: nr, MFNArray: f.array, Length: nr * PageSize}.Append(nil)
 		size := (f.firstMFN + nr) * PageSize
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		_, err := Open(f, size, Region{Start: f.bootmem, Len: PageSize})
-		runtime.ReadMemStats(&after)
-		return after.TotalAlloc - before.TotalAlloc, err
+		return memtest.AllocatedErr(func() error {
+			_, err := Open(f, size, Region{Start: f.bootmem, Len: PageSize})
+			return err
+		})
 	}
 	d, err := measure(MaxPages)
 	t.Logf("Open with MaxPages (%d) pages: %.1f MiB", MaxPages, float64(d)/(1<<20))

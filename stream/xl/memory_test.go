@@ -3,20 +3,14 @@ package xl
 import (
 	"bytes"
 	"errors"
-	"runtime"
 	"testing"
 
+	"github.com/xensr/xensr/internal/memtest"
 	"github.com/xensr/xensr/stream"
 )
 
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
+// allocated is what fn allocates.
+var allocated = memtest.Allocated
 
 // TestMemoryBound checks the package doc's bound with forged sizes: optional
 // data at the cap costs less than twice the cap, a JSON configuration at the
