@@ -31,6 +31,12 @@ var (
 	ErrUnknownType = errors.New("unknown record type")
 	// ErrOrder reports a record that may not appear where it does.
 	ErrOrder = errors.New("record out of order")
+	// ErrWriteAfterEnd is what every layer's Writer returns for a record
+	// after END or a second header, like archive/tar's ErrWriteAfterClose.
+	ErrWriteAfterEnd = errors.New("write after END")
+	// ErrWriteBeforeHeader is what a Writer returns for a record before
+	// its header.
+	ErrWriteBeforeHeader = errors.New("record written before the header")
 )
 
 type truncatedError struct{}

@@ -2,7 +2,7 @@ package libxc
 
 import (
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"io"
 
 	"github.com/xensr/xensr/stream"
@@ -20,14 +20,18 @@ type Writer struct {
 	wroteEnd    bool
 }
 
-// ErrNoHeader reports a record written before the headers.
-var ErrNoHeader = errors.New("libxc: record written before WriteHeader")
+// ErrNoHeader reports a record written before the headers; it matches
+// stream.ErrWriteBeforeHeader.
+var ErrNoHeader = fmt.Errorf("libxc: %w", stream.ErrWriteBeforeHeader)
 
 // NewWriter returns a Writer of a libxc stream to w.
 func NewWriter(w io.Writer) *Writer { return &Writer{fw: stream.NewWriter(w, 0)} }
 
 // WriteHeader writes the image and domain headers.
 func (w *Writer) WriteHeader(img ImageHeader, dom DomainHeader) error {
+	if w.wroteHeader {
+		return fmt.Errorf("libxc: second header: %w", stream.ErrWriteAfterEnd)
+	}
 	b := w.buf[:0]
 	b = binary.BigEndian.AppendUint64(b, img.Marker)
 	b = binary.BigEndian.AppendUint32(b, img.ID)
@@ -50,6 +54,9 @@ func (w *Writer) WriteHeader(img ImageHeader, dom DomainHeader) error {
 func (w *Writer) WriteRecord(rec Record) error {
 	if !w.wroteHeader {
 		return ErrNoHeader
+	}
+	if w.wroteEnd {
+		return fmt.Errorf("libxc: %s: %w", rec.Type(), stream.ErrWriteAfterEnd)
 	}
 	if rec.Type() == TypeEnd {
 		w.wroteEnd = true

@@ -1,7 +1,7 @@
 package libxl
 
 import (
-	"errors"
+	"fmt"
 	"io"
 
 	"github.com/xensr/xensr/stream"
@@ -52,7 +52,7 @@ func (w *Writer) Offset() int64 { return w.cw.off }
 // WriteHeader writes the stream header.
 func (w *Writer) WriteHeader(h Header) error {
 	if w.header {
-		return errors.New("libxl: WriteHeader called twice")
+		return fmt.Errorf("libxl: second header: %w", stream.ErrWriteAfterEnd)
 	}
 	b, _ := h.AppendBinary(make([]byte, 0, HeaderSize))
 	w.header = true
@@ -63,10 +63,10 @@ func (w *Writer) WriteHeader(h Header) error {
 // WriteRecord writes one record; the body is padded for the caller.
 func (w *Writer) WriteRecord(typ RecordType, body []byte) error {
 	if !w.header {
-		return errors.New("libxl: WriteRecord before WriteHeader")
+		return fmt.Errorf("libxl: %w", stream.ErrWriteBeforeHeader)
 	}
 	if w.ended {
-		return errors.New("libxl: WriteRecord after END")
+		return fmt.Errorf("libxl: %s: %w", typ, stream.ErrWriteAfterEnd)
 	}
 	if err := w.fw.WriteRecord(uint32(typ), body); err != nil {
 		return err
