@@ -313,6 +313,9 @@ func printItem(w io.Writer, it *image.Item, verbose bool) {
 			}
 		}
 		fmt.Fprintln(w)
+		if verbose && it.Libxc != nil {
+			printFields(w, it.Libxc)
+		}
 	}
 }
 
