@@ -41,6 +41,7 @@ type config struct {
 	records               bool
 	checkpointed          bool
 	rewrite, format       string
+	mapFile               string
 }
 
 func main() { os.Exit(xsrdump(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -60,6 +61,7 @@ verdict is "not verified". PAGE_DATA records are summed up unless -records.`, st
 	fs.BoolVar(&c.records, "records", false, "list every record, PAGE_DATA included")
 	fs.StringVar(&c.rewrite, "rewrite", "", "re-encode the image through the Writers into `OUT`")
 	fs.StringVar(&c.format, "f", "auto", "outermost layer: xl, libxl, libxc or auto")
+	fs.StringVar(&c.mapFile, "map", "", "draw the guest's memory as the image holds it into `FILE.svg`")
 	fs.BoolVar(&c.checkpointed, "c", false, "the stream is checkpointed (Remus/COLO): allow libxc CHECKPOINT rounds")
 	rest, code, ok := cmd.ParseN(args, 1, 1)
 	if !ok {
@@ -117,6 +119,10 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	var items []jsonItem
 	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify, Checkpointed: c.checkpointed})
 	var walkErr error
+	var memMap *image.MemoryMap
+	if c.mapFile != "" {
+		memMap = new(image.MemoryMap)
+	}
 	for {
 		it, err := w.Next()
 		if err == io.EOF {
@@ -125,6 +131,9 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		if err != nil {
 			walkErr = err
 			break
+		}
+		if memMap != nil {
+			memMap.Add(it)
 		}
 		if enc != nil {
 			if err := enc.Encode(it); err != nil {
@@ -155,6 +164,12 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 			return cli.ExitFailure
 		}
 		identical = bytes.Equal(inHash.Sum(nil), outHash.Sum(nil))
+	}
+	if memMap != nil && walkErr == nil {
+		if err := writeMap(c.mapFile, memMap, name); err != nil {
+			fmt.Fprintln(stderr, "xsrdump: -map:", err)
+			return cli.ExitFailure
+		}
 	}
 	// The verdict: "valid" or "invalid" only after a strict walk; a relaxed
 	// walk proves nothing, so it says "not verified".
@@ -351,4 +366,16 @@ func printSummary(w io.Writer, s image.Summary, verbose bool) {
 	if s.TrailerBytes > 0 {
 		fmt.Fprintf(w, "after the stream: %s (%d bytes)\n", s.Trailer, s.TrailerBytes)
 	}
+}
+
+func writeMap(path string, m *image.MemoryMap, name string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := m.WriteSVG(f, "xsrdump: "+name); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
