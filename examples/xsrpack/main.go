@@ -18,7 +18,6 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/xensr/xensr/internal/cli"
 	"github.com/xensr/xensr/stream/pack"
 )
@@ -145,7 +144,7 @@ func do(name string, o opts, rest []string, stdin io.Reader, stdout, stderr io.W
 			opt := pack.Options{}
 			opt.Image.Checkpointed = o.ckpt
 			if o.best {
-				opt.Level = zstd.SpeedBestCompression
+				opt.Level = pack.LevelBest
 			}
 			st, err := pack.Pack(out, in, opt)
 			if err != nil {

@@ -10,11 +10,11 @@ import (
 
 // Page states a MemoryMap records per PFN (or per group of PFNs).
 const (
-	mapData  = 1 << iota // a page with non-zero data
-	mapZero              // a page of zeros
-	mapTable             // a page table (L1-L4, pinned or not)
-	mapNoData            // XTAB, XALLOC or BROKEN: no data
-	mapResent            // sent more than once (precopy rounds, checkpoints)
+	mapData   = 1 << iota // a page with non-zero data
+	mapZero               // a page of zeros
+	mapTable              // a page table (L1-L4, pinned or not)
+	mapNoData             // XTAB, XALLOC or BROKEN: no data
+	mapResent             // sent more than once (precopy rounds, checkpoints)
 )
 
 // maxMapCells bounds the memory a MemoryMap keeps: one byte per cell; past

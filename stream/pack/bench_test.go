@@ -145,7 +145,7 @@ func benchFile(b *testing.B) (img []byte, path string) {
 	return img, path
 }
 
-func benchPack(b *testing.B, level zstd.EncoderLevel) {
+func benchPack(b *testing.B, level Level) {
 	_, path := benchFile(b)
 	var n int64
 	for i := 0; i < b.N; i++ {
@@ -164,7 +164,7 @@ func benchPack(b *testing.B, level zstd.EncoderLevel) {
 }
 
 func BenchmarkPack(b *testing.B)     { benchPack(b, 0) }
-func BenchmarkPackBest(b *testing.B) { benchPack(b, zstd.SpeedBestCompression) }
+func BenchmarkPackBest(b *testing.B) { benchPack(b, LevelBest) }
 
 func BenchmarkUnpack(b *testing.B) {
 	img := benchImage(b)

@@ -21,9 +21,11 @@ import (
 // Options tune Pack.
 type Options struct {
 	Image image.Options // how to walk the image (format, relaxed, checkpointed)
-	// Level is the zstd level of every block; zero means SpeedDefault
-	// (zstd's level 3).
-	Level zstd.EncoderLevel
+	// Level trades speed for size; zero means LevelDefault.
+	Level Level
+	// Concurrency is how many blocks are compressed at once; zero means
+	// runtime.GOMAXPROCS(0).
+	Concurrency int
 	// Window bounds dedupe: a repeated page is stored as a reference only
 	// if it is one of the last Window unique pages, so that Pack (which
 	// compares a candidate with the page it repeats, byte for byte) and
@@ -31,6 +33,33 @@ type Options struct {
 	// a block or two, in memory. Zero means DefaultWindow; at most
 	// MaxWindow.
 	Window int
+}
+
+// A Level trades packing speed for size. Unpacking speed does not depend
+// on it.
+type Level int
+
+// The levels, from fastest to smallest.
+const (
+	LevelDefault Level = iota // zstd level 3: faster than the zstd command at -3, and smaller
+	LevelFastest              // zstd level 1
+	LevelBetter               // zstd level 7
+	LevelBest                 // zstd level 11 and more: for archives
+)
+
+// zstdLevel maps a Level to the encoder's.
+func (l Level) zstdLevel() (zstd.EncoderLevel, error) {
+	switch l {
+	case LevelDefault:
+		return zstd.SpeedDefault, nil
+	case LevelFastest:
+		return zstd.SpeedFastest, nil
+	case LevelBetter:
+		return zstd.SpeedBetterCompression, nil
+	case LevelBest:
+		return zstd.SpeedBestCompression, nil
+	}
+	return 0, fmt.Errorf("pack: unknown level %d", int(l))
 }
 
 // Stats describe a packed image.
@@ -128,8 +157,9 @@ type packer struct {
 // Pack reads an image from r and writes its packed form to w. Blocks are
 // compressed on every core while the image is read.
 func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
-	if opt.Level == 0 {
-		opt.Level = zstd.SpeedDefault
+	level, err := opt.Level.zstdLevel()
+	if err != nil {
+		return Stats{}, err
 	}
 	if opt.Window == 0 {
 		opt.Window = DefaultWindow
@@ -137,10 +167,13 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 	if opt.Window < 1 || opt.Window > MaxWindow {
 		return Stats{}, fmt.Errorf("pack: window %d out of range 1..%d", opt.Window, MaxWindow)
 	}
-	n := runtime.GOMAXPROCS(0)
+	n := opt.Concurrency
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
 	// Each block carries a CRC-32C of its compressed bytes and its raw
 	// length, so zstd's own content checksum is left out.
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opt.Level), zstd.WithEncoderConcurrency(n), zstd.WithEncoderCRC(false))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(n), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return Stats{}, err
 	}

@@ -522,3 +522,25 @@ func FuzzUnpack(f *testing.F) {
 		}
 	})
 }
+
+// TestLevelsAndConcurrency: every Level packs to a file that unpacks bit
+// for bit, whatever the concurrency; an unknown level is refused before
+// anything is written.
+func TestLevelsAndConcurrency(t *testing.T) {
+	img := fixtures(t)["guest1-pv.xl.zst"]
+	for _, lv := range []Level{LevelDefault, LevelFastest, LevelBetter, LevelBest} {
+		for _, c := range []int{1, 3} {
+			var packed, out bytes.Buffer
+			if _, err := Pack(&packed, bytes.NewReader(img), Options{Level: lv, Concurrency: c}); err != nil {
+				t.Fatalf("level %d concurrency %d: %v", lv, c, err)
+			}
+			if err := Unpack(&out, &packed); err != nil || !bytes.Equal(out.Bytes(), img) {
+				t.Fatalf("level %d concurrency %d: unpack %v, identical %v", lv, c, err, bytes.Equal(out.Bytes(), img))
+			}
+		}
+	}
+	var packed bytes.Buffer
+	if _, err := Pack(&packed, bytes.NewReader(img), Options{Level: 99}); err == nil || packed.Len() != 0 {
+		t.Fatalf("level 99: %v, %d bytes written", err, packed.Len())
+	}
+}
