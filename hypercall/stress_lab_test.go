@@ -229,6 +229,9 @@ func TestLabCompactionStress(t *testing.T) {
 		defer dev.Close()
 		rec := &recordingAlloc{Allocator: a}
 		x := hypercall.New(dev, hypercall.NewPool(rec))
+		if _, err := x.Probe(); err != nil {
+			t.Fatalf("%s: %v", arm, err)
+		}
 		c := stress(t, x, rec, id, secs, pinned)
 		if err := x.Close(); err != nil {
 			t.Errorf("%s: Close: %v", arm, err)

@@ -50,6 +50,12 @@ func OpenHost(ctx context.Context) (*Host, error) {
 		return nil, err
 	}
 	h.X = hypercall.New(dev, hypercall.NewPool(alloc))
+	// The running Xen's domctl/sysctl versions: without them every domctl
+	// of a Xen other than 4.17 fails with EACCES.
+	if _, err := h.X.Probe(); err != nil {
+		h.Close()
+		return nil, err
+	}
 	if h.XS, err = xenstore.Dial(ctx); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("xenstore: %w", err)
