@@ -52,6 +52,14 @@ type Interface struct {
 }
 
 // String returns e.g. "Xen 4.20 (domctl 0x17, sysctl 0x15)".
+// Altp2mAtCreate reports whether this interface gives the altp2m mode to
+// createdomain (altp2m_opts, Xen 4.19 on): there HVM_PARAM_ALTP2M can no
+// longer be set afterwards (Xen answers EEXIST), as libxl 4.19 on knows.
+func (i Interface) Altp2mAtCreate() bool {
+	l := domctlLayouts[i.Domctl]
+	return l != nil && l.createDomain.altp2mOpts >= 0
+}
+
 func (i Interface) String() string {
 	return fmt.Sprintf("Xen %d.%d (domctl %#x, sysctl %#x)", i.Major, i.Minor, i.Domctl, i.Sysctl)
 }

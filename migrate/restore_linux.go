@@ -49,6 +49,15 @@ func (b *xenBuilder) SetCPUPolicy(dom uint32, cpuid, msr []byte) error {
 	return b.h.X.SetCPUPolicy(dom, cpuid, msr)
 }
 func (b *xenBuilder) SetHVMParam(dom, index uint32, v uint64) error {
+	if index == hypercall.HVMParamAltp2m && b.h.X.Interface().Altp2mAtCreate() {
+		// Xen 4.19 on takes the altp2m mode at createdomain, where
+		// CreateDomainOp leaves it zero (disabled), and refuses the
+		// parameter afterwards: a disabled mode needs nothing more.
+		if v != 0 {
+			return fmt.Errorf("altp2m mode %d: on %v it is set at createdomain, which this restore does not do yet", v, b.h.X.Interface())
+		}
+		return nil
+	}
 	return b.h.X.SetHVMParam(dom, index, v)
 }
 func (b *xenBuilder) SetHVMContext(dom uint32, ctx []byte) error {
