@@ -75,6 +75,26 @@ type SaveOptions struct {
 	Log io.Writer
 	// OnProgress, if set, is called after every batch of pages.
 	OnProgress func(Progress)
+	// Quiescers are the dom0 backends serving the guest through grant
+	// mappings (block, network). Log-dirty never sees a write made
+	// through a grant mapping while it is mapped, so the final pass would
+	// miss the last writes of a backend that is still working: the save
+	// quiesces every backend once the guest is suspended, before the last
+	// log-dirty harvest, and sends again the frames each reports.
+	Quiescers []Quiescer
+}
+
+// A Quiescer is a backend in dom0 that writes guest memory through grant
+// mappings (package blkback's Backend is one).
+type Quiescer interface {
+	// Quiesce stops taking requests, completes those in flight and
+	// unmaps every grant; it returns the guest frames (GFNs) that were
+	// mapped writable since log-dirty was enabled, which the save sends
+	// again. It is called after the guest is suspended.
+	Quiesce(ctx context.Context) (gfns []uint64, err error)
+	// Unquiesce lets the backend serve the guest again; a save that
+	// fails or is aborted calls it before resuming the guest.
+	Unquiesce() error
 }
 
 // RoundStats describes one pass over memory.
@@ -111,6 +131,8 @@ type Saver struct {
 	info      hypercall.DomainInfo
 	suspended bool
 	logDirty  bool
+	quiesced  []Quiescer // quiesced backends, to unquiesce on failure
+	requeue   []uint64   // frames the quiesced backends wrote
 
 	// batch scratch, reused across batches
 	pfns    []uint64
@@ -173,6 +195,7 @@ func (s *Saver) Save(ctx context.Context, w io.Writer) (Stats, error) {
 // Commit destroys the saved domain, as `xl save` does after a successful
 // save.
 func (s *Saver) Commit() error {
+	s.quiesced = nil // the backends' guest is gone: their owners tear them down
 	if s.logDirty {
 		s.d.DisableLogDirty()
 		s.logDirty = false
@@ -203,6 +226,15 @@ func (s *Saver) recover(cause error) error {
 		}
 		s.logDirty = false
 	}
+	for _, q := range s.quiesced {
+		if err := q.Unquiesce(); err != nil {
+			s.logf("migrate: unquiescing a backend: %v", err)
+			if se == nil {
+				se = &SaveError{Step: "unquiesce", Round: -1, Err: err}
+			}
+		}
+	}
+	s.quiesced = nil
 	resumed := true
 	if s.suspended {
 		if err := s.d.Resume(); err != nil {
@@ -306,6 +338,12 @@ func (s *Saver) save(w io.Writer) error {
 				bm.Set(v)
 			}
 		}
+		// The same holds for the frames quiesced backends had mapped.
+		for _, g := range s.requeue {
+			if g < p2m {
+				bm.Set(g)
+			}
+		}
 		if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
 			return err
 		}
@@ -380,6 +418,17 @@ func (s *Saver) suspend() error {
 		return stepErr("suspend", fmt.Errorf("%w: state %s reason %d", ErrNotSuspended, info.State(), info.ShutdownReason()))
 	}
 	s.logf("migrate: domain %d suspended in %v", s.info.Domain, time.Since(t).Round(time.Millisecond))
+	for i, q := range s.opt.Quiescers {
+		gfns, err := q.Quiesce(s.ctx)
+		if err != nil {
+			return stepErr(fmt.Sprintf("quiesce backend %d", i), err)
+		}
+		s.quiesced = append(s.quiesced, q)
+		s.requeue = append(s.requeue, gfns...)
+	}
+	if len(s.opt.Quiescers) > 0 {
+		s.logf("migrate: %d backends quiesced, %d frames they mapped sent again", len(s.opt.Quiescers), len(s.requeue))
+	}
 	return nil
 }
 

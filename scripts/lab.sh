@@ -123,6 +123,16 @@ for xen in xens:
             print("     ", m.group(0).strip())
         if rc != "0" or c["fail"]:
             bad.append(f"{p} (Xen {xen}, xenstored={fl}): rc={rc}, {c['fail']} failed; log {log}")
+            # CI keeps only what is printed: the failing tests' own messages
+            # (t.Fatal/t.Error lines name file:line) and the log's tail.
+            lines = text.splitlines()
+            msgs = [l for l in lines if re.search(r"_test\.go:\d+: ", l) and re.search(r"(?i)fail|error|not |never|refus|want|got", l)]
+            print(f"     --- messages of the failed tests in {name}.log (up to 40):")
+            for l in msgs[-40:]:
+                print("     |", l[:400])
+            print(f"     --- last 30 lines of {name}.log:")
+            for l in lines[-30:]:
+                print("     |", l[:400])
   print(f"lab (Xen {xen}): {per['pass']} passed, {per['fail']} failed, {per['skip']} skipped")
 print(f"lab: {tot['pass']} passed, {tot['fail']} failed, {tot['skip']} skipped")
 if tot["pass"] == 0:
