@@ -62,56 +62,6 @@ func domid(t *testing.T, name string) int {
 	return id
 }
 
-var counterRE = regexp.MustCompile(`counter=(\d+)`)
-
-func countersAfter(log string, off int64) []int {
-	b, _ := os.ReadFile(log)
-	if off > int64(len(b)) {
-		off = 0
-	}
-	var cs []int
-	for _, m := range counterRE.FindAllSubmatch(b[off:], -1) {
-		n, _ := strconv.Atoi(string(m[1]))
-		cs = append(cs, n)
-	}
-	return cs
-}
-
-func logSize(log string) int64 {
-	st, err := os.Stat(log)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// goesOn checks the console counter printed into log after off carries on
-// from last (no reboot, no jump) and passes last+3.
-func goesOn(t *testing.T, log string, last int, off int64, what string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	var cs []int
-	for {
-		cs = countersAfter(log, off)
-		if len(cs) > 0 && cs[len(cs)-1] > last+3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s shows %v after off %d (last before %d): the guest does not carry on", what, log, cs, off, last)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if cs[0] <= last-1 || cs[0] > last+5 {
-		t.Fatalf("%s: first counter is %d; want it to go on from %d (%v)", what, cs[0], last, cs)
-	}
-	for i := 1; i < len(cs); i++ {
-		if cs[i] <= cs[i-1] || cs[i] > cs[i-1]+5 {
-			t.Fatalf("%s: counters jump %d -> %d (%v)", what, cs[i-1], cs[i], cs)
-		}
-	}
-	t.Logf("%s: counter went on %d -> %v", what, last, cs)
-}
-
 // state is what a failed restore must not change: the domains, the
 // toolstack's xenstore directories and libxl's userdata files.
 func state(t *testing.T) string {
@@ -180,6 +130,8 @@ func downtime(t *testing.T, x *hypercall.Xen, stop chan struct{}) func() time.Du
 	}
 }
 
+var counterRE = regexp.MustCompile(`counter=(\d+)`)
+
 // readConsole reads the guest's console as `xl console` does: through the
 // pty xenconsoled publishes at console/tty. It returns the first counter
 // seen within 10 s.
@@ -216,11 +168,11 @@ func readConsole(t *testing.T, id int) string {
 func settled(log, other string) (int, int64) {
 	last := -1
 	for _, l := range []string{log, other} {
-		if cs := countersAfter(l, 0); len(cs) > 0 {
+		if cs := labtest.CountersAfter(l, 0); len(cs) > 0 {
 			last = max(last, cs[len(cs)-1])
 		}
 	}
-	return last, logSize(log)
+	return last, labtest.LogSize(log)
 }
 
 // goesOnEither is goesOn over two logs: xenconsoled names a migrated
@@ -232,8 +184,8 @@ func goesOnEither(t *testing.T, logs [2]string, last int, offs [2]int64, what st
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		for i, l := range logs {
-			if cs := countersAfter(l, offs[i]); len(cs) > 0 && cs[len(cs)-1] > last+3 {
-				goesOn(t, l, last, offs[i], what+" (in "+filepath.Base(l)+")")
+			if cs := labtest.CountersAfter(l, offs[i]); len(cs) > 0 && cs[len(cs)-1] > last+3 {
+				labtest.GoesOn(t, l, last, offs[i], what+" (in "+filepath.Base(l)+")")
 				return
 			}
 		}
@@ -265,13 +217,13 @@ func TestLabXsrrestore(t *testing.T) {
 	ok := t.Run("XlSaveGoRestore", func(t *testing.T) {
 		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 		labtest.Run(t, "xl", "save", name, img)
-		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		var rc int
 		d := timeIt(func() { rc, _ = runRestore(t, img) })
 		if rc != 0 {
 			t.Fatal("Go restore of an xl save image failed")
 		}
-		goesOn(t, labtest.ConsoleLog(name), last, off, "Go restore of xl save")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "Go restore of xl save")
 		id := domid(t, name)
 		rec("Go restore of the xl save image: %.3f s, domain %d, counter went on from %d", d.Seconds(), id, last)
 		// A full citizen: xl list shows it by name, its console reads, xl
@@ -284,9 +236,9 @@ func TestLabXsrrestore(t *testing.T) {
 		again := "/tmp/xsrrestore-again.save"
 		defer os.Remove(again)
 		labtest.Run(t, "xl", "save", name, again)
-		last, off = labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		labtest.Run(t, "xl", "restore", again)
-		goesOn(t, labtest.ConsoleLog(name), last, off, "xl save + xl restore of the Go-restored guest")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl save + xl restore of the Go-restored guest")
 		rec("  xl save + xl restore of the Go-restored guest: counter went on from %d", last)
 
 		// Measured in the same run: Go restore against xl restore of the
@@ -392,11 +344,11 @@ func TestLabXsrrestore(t *testing.T) {
 		if err := s.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		if rc, _ := runRestore(t, file); rc != 0 {
 			t.Fatal("Go restore of a Go save failed")
 		}
-		goesOn(t, labtest.ConsoleLog(name), last, off, "Go save -> Go restore")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "Go save -> Go restore")
 		rec("Go save -> Go restore: counter went on from %d", last)
 	})
 	if !ok {
@@ -444,7 +396,7 @@ func TestLabXsrrestore(t *testing.T) {
 		}
 		logs := [2]string{log, labtest.ConsoleLog(name)}
 		last, _ := settled(logs[0], logs[1])
-		goesOnEither(t, logs, last, [2]int64{logSize(logs[0]), logSize(logs[1])}, "xl migrate -> Go receiver")
+		goesOnEither(t, logs, last, [2]int64{labtest.LogSize(logs[0]), labtest.LogSize(logs[1])}, "xl migrate -> Go receiver")
 		domid(t, name)
 		rec("xl migrate -> Go receiver: %.3f s, downtime %.3f s, counter went on from %d", d.Seconds(), down.Seconds(), last)
 	})
@@ -478,7 +430,7 @@ func TestLabXsrrestore(t *testing.T) {
 		c := cur()
 		labtest.WaitCounter(t, c, labtest.Counter(c), time.Minute)
 		id := domid(t, name)
-		last, off := labtest.Counter(c), logSize(labtest.ConsoleLog(c))
+		last, off := labtest.Counter(c), labtest.LogSize(labtest.ConsoleLog(c))
 		// A receiver that sends the banner, takes 40 MB and dies.
 		_, err := goMigrate(t, `printf 'xl migration receiver ready, send binary domain data.\n'; head -c 40000000 >/dev/null`)
 		if err == nil {
@@ -487,7 +439,7 @@ func TestLabXsrrestore(t *testing.T) {
 		if got := domid(t, name); got != id {
 			t.Fatalf("source is domain %d now, was %d", got, id)
 		}
-		goesOn(t, labtest.ConsoleLog(c), last, off, "source after a failed migration")
+		labtest.GoesOn(t, labtest.ConsoleLog(c), last, off, "source after a failed migration")
 		rec("Go live migration into a receiver dying after 40 MB: %v; source domain %d runs on from %d", err, id, last)
 	})
 	if !ok {
@@ -508,7 +460,7 @@ func TestLabXsrrestore(t *testing.T) {
 			}
 			logs := [2]string{log, labtest.ConsoleLog(name)}
 			last, _ := settled(logs[0], logs[1])
-			offs := [2]int64{logSize(logs[0]), logSize(logs[1])}
+			offs := [2]int64{labtest.LogSize(logs[0]), labtest.LogSize(logs[1])}
 			goesOnEither(t, logs, last, offs, "Go live migration -> Go receiver")
 			goT, goDown = append(goT, d.Seconds()), append(goDown, down.Seconds())
 			rec("Go live migration -> Go receiver: %.3f s, downtime %.3f s (sender's stop-and-copy %.3f s), %d rounds",
@@ -521,7 +473,7 @@ func TestLabXsrrestore(t *testing.T) {
 				t.Fatalf("xl migrate: %v", xerr)
 			}
 			last, _ = settled(logs[0], logs[1])
-			offs = [2]int64{logSize(logs[0]), logSize(logs[1])}
+			offs = [2]int64{labtest.LogSize(logs[0]), labtest.LogSize(logs[1])}
 			goesOnEither(t, logs, last, offs, "xl migrate -> xl migrate-receive")
 			xlT, xlDown = append(xlT, d.Seconds()), append(xlDown, down.Seconds())
 		}

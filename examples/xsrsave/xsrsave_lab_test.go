@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,69 +35,10 @@ func runXsrsave(t *testing.T, args ...string) (int, string) {
 	return rc, stderr.String()
 }
 
-var counterRE = regexp.MustCompile(`counter=(\d+)`)
-
-// countersAfter returns the counters printed into the console log after
-// byte offset off.
-func countersAfter(log string, off int64) []int {
-	b, _ := os.ReadFile(log)
-	if off > int64(len(b)) {
-		off = 0
-	}
-	var cs []int
-	for _, m := range counterRE.FindAllSubmatch(b[off:], -1) {
-		n, _ := strconv.Atoi(string(m[1]))
-		cs = append(cs, n)
-	}
-	return cs
-}
-
-func logSize(log string) int64 {
-	st, err := os.Stat(log)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
 // incomingLog is where xenconsoled logs a domain that xl migrate-receive
 // created: it opens the log under the temporary name NAME--incoming and
 // keeps writing there after the rename.
 func incomingLog(name string) string { return labtest.ConsoleLog(name + "--incoming") }
-
-// goesOn checks the guest carried on from where it stopped: the counters
-// printed into log after off start at last+1..last+5, rise one by one
-// with no reset (a reboot would restart at 1), and pass end+2, where end is
-// the last counter printed when the save or migration returned: so the
-// copy now running is the one counting.
-func goesOn(t *testing.T, log string, last int, off int64, what string) {
-	t.Helper()
-	end := last
-	if cs := countersAfter(log, off); len(cs) > 0 {
-		end = max(end, cs[len(cs)-1])
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	var cs []int
-	for {
-		cs = countersAfter(log, off)
-		if len(cs) > 0 && cs[len(cs)-1] > end+2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s shows %v after the save (last before %d, at the end %d): the guest does not carry on", what, log, cs, last, end)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if cs[0] <= last || cs[0] > last+5 {
-		t.Fatalf("%s: first counter after the save is %d; want it to go on from %d (%v)", what, cs[0], last, cs)
-	}
-	for i := 1; i < len(cs); i++ {
-		if cs[i] <= cs[i-1] || cs[i] > cs[i-1]+5 {
-			t.Fatalf("%s: counters jump %d -> %d (%v)", what, cs[i-1], cs[i], cs)
-		}
-	}
-	t.Logf("%s: counter went on %d -> %v", what, last, cs)
-}
 
 // guestRunning fails t unless the domain id runs (not paused, not shut down).
 func guestRunning(t *testing.T, name string, id int) {
@@ -147,7 +87,7 @@ func TestLabXsrsave(t *testing.T) {
 		for _, live := range []bool{false, true} {
 			id := labDomid(t, name)
 			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
-			last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+			last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 			args := []string{"-domid", strconv.Itoa(id), "-o", "/tmp/xsrsave-fail.save"}
 			if live {
 				args = append(args, "-live")
@@ -160,7 +100,7 @@ func TestLabXsrsave(t *testing.T) {
 				t.Fatalf("live=%v: rc %d; want a failure that leaves the domain running", live, rc)
 			}
 			guestRunning(t, name, id)
-			goesOn(t, labtest.ConsoleLog(name), last, off, fmt.Sprintf("failed save (live=%v)", live))
+			labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, fmt.Sprintf("failed save (live=%v)", live))
 			rec("injected close at 48 MiB (live=%v): xsrsave failed, domain %d resumed and counting", live, id)
 		}
 	})
@@ -176,7 +116,7 @@ func TestLabXsrsave(t *testing.T) {
 		var rc int
 		var stderr string
 		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-o", file) })
-		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		if rc != 0 {
 			t.Fatalf("xsrsave failed")
 		}
@@ -188,7 +128,7 @@ func TestLabXsrsave(t *testing.T) {
 		var rout string
 		dr := timeIt(func() { rout = labtest.Run(t, "xl", "restore", file) })
 		t.Logf("xl restore:\n%s", rout)
-		goesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of the xsrsave image")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of the xsrsave image")
 		rec("xl restore of the xsrsave image: %.2f s; counter went on from %d", dr.Seconds(), last)
 		// Keep a copy for verify-stream-v2 on the host.
 		labtest.Run(t, "cp", file, filepath.Join(out, "xsrsave-guest3.save"))
@@ -198,11 +138,11 @@ func TestLabXsrsave(t *testing.T) {
 		xfile := "/tmp/xl-guest3.save"
 		defer os.Remove(xfile)
 		dx := timeIt(func() { labtest.Run(t, "xl", "save", name, xfile) })
-		last, off = labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		xst, _ := os.Stat(xfile)
 		rec("xl save of the same guest: %.2f s, %d bytes", dx.Seconds(), xst.Size())
 		labtest.Run(t, "xl", "restore", xfile)
-		goesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of the xl image")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of the xl image")
 	})
 	if !ok {
 		return
@@ -216,14 +156,14 @@ func TestLabXsrsave(t *testing.T) {
 		var rc int
 		var stderr string
 		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-skip-zero", "-o", file) })
-		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		if rc != 0 {
 			t.Fatalf("xsrsave -skip-zero failed")
 		}
 		st, _ := os.Stat(file)
 		var dr time.Duration
 		dr = timeIt(func() { labtest.Run(t, "xl", "restore", file) })
-		goesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a -skip-zero image")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a -skip-zero image")
 		labtest.RunErr("cp", file, filepath.Join(out, "xsrsave-skipzero.save"))
 		rec("xsrsave -skip-zero: %.2f s, %d bytes; xl restore %.2f s, counter went on from %d\n%s", d.Seconds(), st.Size(), dr.Seconds(), last, roundLines(stderr))
 	})
@@ -239,12 +179,12 @@ func TestLabXsrsave(t *testing.T) {
 		var rc int
 		var stderr string
 		d := timeIt(func() { rc, stderr = runXsrsave(t, "-domid", strconv.Itoa(id), "-live", "-o", file) })
-		last, off := labtest.Counter(name), logSize(labtest.ConsoleLog(name))
+		last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 		if rc != 0 {
 			t.Fatalf("xsrsave -live failed")
 		}
 		labtest.Run(t, "xl", "restore", file)
-		goesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a live xsrsave image")
+		labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a live xsrsave image")
 		rec("xsrsave -live to a file: %.2f s, xl restore: counter went on from %d\n%s", d.Seconds(), last, roundLines(stderr))
 	})
 	if !ok {
@@ -255,7 +195,7 @@ func TestLabXsrsave(t *testing.T) {
 		id := labDomid(t, name)
 		srcLog, dstLog := labtest.ConsoleLog(name), incomingLog(name)
 		labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
-		off := logSize(dstLog)
+		off := labtest.LogSize(dstLog)
 		stream := filepath.Join(out, "xsrsave-migrate.stream")
 		var rc int
 		var stderr string
@@ -277,18 +217,18 @@ func TestLabXsrsave(t *testing.T) {
 		}
 		// The source is gone: its log ends where the copy must go on.
 		last := labtest.Counter(name)
-		goesOn(t, dstLog, last, off, "live migration (the copy logs to "+filepath.Base(dstLog)+")")
+		labtest.GoesOn(t, dstLog, last, off, "live migration (the copy logs to "+filepath.Base(dstLog)+")")
 		rec("live migration into xl migrate-receive: %.2f s, domain %d -> %d, counter went on from %d (source log %s)\n%s",
 			d.Seconds(), id, nid, last, filepath.Base(srcLog), roundLines(stderr))
 
 		// Xen's own live migration of the same guest, for comparison. The
 		// source now logs to the --incoming file, and so will its copy.
 		time.Sleep(2 * time.Second)
-		last, off = labtest.Counter(name+"--incoming"), logSize(dstLog)
+		last, off = labtest.Counter(name+"--incoming"), labtest.LogSize(dstLog)
 		var xout string
 		dx := timeIt(func() { xout = labtest.Run(t, "xl", "migrate", "-s", "", name, "xl migrate-receive") })
 		t.Logf("xl migrate:\n%s", xout)
-		goesOn(t, dstLog, last, off, "xl migrate")
+		labtest.GoesOn(t, dstLog, last, off, "xl migrate")
 		rec("xl migrate (localhost) of the same guest: %.2f s", dx.Seconds())
 	})
 }

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,25 +127,11 @@ func ConsoleLog(name string) string {
 // Counter returns the last "XENLAB-DOMU counter=N" value the guest printed,
 // or -1 when it printed none.
 func Counter(name string) int {
-	b, err := os.ReadFile(ConsoleLog(name))
-	if err != nil {
+	cs := CountersAfter(ConsoleLog(name), 0)
+	if len(cs) == 0 {
 		return -1
 	}
-	last := -1
-	for _, line := range strings.Split(string(b), "\n") {
-		i := strings.Index(line, "counter=")
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(line[i+len("counter="):])
-		if len(f) == 0 {
-			continue
-		}
-		if n, err := strconv.Atoi(f[0]); err == nil {
-			last = n
-		}
-	}
-	return last
+	return cs[len(cs)-1]
 }
 
 // WaitCounter waits until the guest's console counter is above `above`, and
