@@ -17,7 +17,6 @@ import (
 	"github.com/xensr/xensr/grant"
 	"github.com/xensr/xensr/hypercall"
 	"github.com/xensr/xensr/privcmd"
-	"github.com/xensr/xensr/xenbus"
 	"github.com/xensr/xensr/xenstore"
 	"golang.org/x/sys/unix"
 )
@@ -101,23 +100,14 @@ type server struct {
 	started   func(*blkback.Backend) // if set, called before the backend runs
 }
 
-// serve adds the device's nodes, runs the backend until the guest closes
-// the disk or ctx ends, and removes the nodes.
+// serve runs the backend through blkback.Attach (nodes written, served,
+// removed) until the guest closes the disk or ctx ends.
 func (s server) serve(ctx context.Context, disk blkback.Disk, sectors uint64, o options) (*blkback.Backend, error) {
-	d := o.device()
-	back, front := blkback.DiskEntries(d, o.vdev, o.file, o.typ, o.readOnly)
-	if err := s.xs.Transaction(ctx, func(tx *xenstore.Tx) error { return xenbus.Add(ctx, tx, d, back, front) }); err != nil {
-		return nil, err
-	}
-	defer xenbus.Remove(context.WithoutCancel(ctx), s.xs, d)
 	logf := func(string, ...any) {}
 	if o.verbose {
 		logf = func(format string, a ...any) { fmt.Fprintf(s.log, format+"\n", a...) }
 	}
-	b := blkback.New(blkback.Config{Store: s.xs, Device: d, Disk: disk, Sectors: sectors, ReadOnly: o.readOnly,
-		Tracker: s.tr, Events: s.ev, RingFrame: s.ringFrame, Copy: s.copier, Logf: logf})
-	if s.started != nil {
-		s.started(b)
-	}
-	return b, b.Run(ctx)
+	cfg := blkback.Config{Store: s.xs, Device: o.device(), Disk: disk, Sectors: sectors, ReadOnly: o.readOnly,
+		Tracker: s.tr, Events: s.ev, RingFrame: s.ringFrame, Copy: s.copier, Logf: logf}
+	return blkback.Attach(ctx, cfg, o.vdev, o.file, o.typ, s.started)
 }
