@@ -1,9 +1,13 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/xensr/xensr/stream/image"
 )
 
 // fakeBackend writes a guest frame through a "grant mapping": the write
@@ -104,3 +108,35 @@ func TestSaveQuiesceFailure(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// versionedDomain is a fake domain that knows its hypervisor.
+type versionedDomain struct{ *fakeDomain }
+
+func (versionedDomain) XenVersion() (uint32, uint32, error) { return 4, 20, nil }
+
+// TestSaveAsksTheDomainForXen: with no version in the options, the libxc
+// domain header names the domain's hypervisor, not a constant.
+func TestSaveAsksTheDomainForXen(t *testing.T) {
+	for _, c := range []struct {
+		d            Domain
+		opt          SaveOptions
+		major, minor uint32
+	}{
+		{versionedDomain{newFakeDomain(50)}, SaveOptions{}, 4, 20},
+		{versionedDomain{newFakeDomain(50)}, SaveOptions{XenMajor: 4, XenMinor: 17}, 4, 17}, // the caller's choice wins
+		{newFakeDomain(50), SaveOptions{}, 0, 0},
+	} {
+		var buf bytes.Buffer
+		c.opt.Config = []byte(testConfig)
+		if _, err := NewSaver(c.d, c.opt).Save(context.Background(), &buf); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := image.Walk(bytes.NewReader(buf.Bytes()), image.Options{}, func(*image.Item) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%d.%d", c.major, c.minor); sum.XenVersion != want {
+			t.Errorf("%T, options %d.%d: header names Xen %s, want %s", c.d, c.opt.XenMajor, c.opt.XenMinor, sum.XenVersion, want)
+		}
+	}
+}

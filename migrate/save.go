@@ -66,7 +66,10 @@ type SaveOptions struct {
 	// Config is the domain configuration (libxl JSON) for the xl header;
 	// xl restore needs it.
 	Config   []byte
-	XenMajor uint32 // Xen version for the libxc domain header
+	// XenMajor and XenMinor are the Xen version the libxc domain header
+	// names; zero asks a Domain that knows its hypervisor (XenVersioner,
+	// as *XenDomain) for it.
+	XenMajor uint32
 	XenMinor uint32
 	// SkipZero sends all-zero pages of the first pass as XALLOC (allocate
 	// only, no data) instead of 4096 zero bytes.
@@ -95,6 +98,11 @@ type Quiescer interface {
 	// Unquiesce lets the backend serve the guest again; a save that
 	// fails or is aborted calls it before resuming the guest.
 	Unquiesce() error
+}
+
+// XenVersioner is a Domain that can name the hypervisor it runs on.
+type XenVersioner interface {
+	XenVersion() (major, minor uint32, err error)
 }
 
 // RoundStats describes one pass over memory.
@@ -286,6 +294,13 @@ func (s *Saver) save(w io.Writer) error {
 		return stepErr("cpu policy", err)
 	}
 
+	if s.opt.XenMajor == 0 && s.opt.XenMinor == 0 {
+		if v, ok := s.d.(XenVersioner); ok {
+			if s.opt.XenMajor, s.opt.XenMinor, err = v.XenVersion(); err != nil {
+				return stepErr("xen version", err)
+			}
+		}
+	}
 	s.out = newImageWriter(w)
 	out := s.out
 	out.xlHeader(s.opt.Config)

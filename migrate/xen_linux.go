@@ -334,3 +334,6 @@ func (d *XenDomain) Config() ([]byte, error) {
 
 // ID returns the domain's id.
 func (d *XenDomain) ID() uint32 { return d.id }
+
+// XenVersion is the running hypervisor's version (XENVER_version).
+func (d *XenDomain) XenVersion() (major, minor uint32, err error) { return d.x.Version() }

@@ -336,7 +336,7 @@ func TestLabXsrrestore(t *testing.T) {
 		file := "/tmp/xsrrestore-go.save"
 		defer os.Remove(file)
 		f, _ := os.Create(file)
-		s, _, err := migrate.Save(context.Background(), d, f, migrate.SaveOptions{Config: cfg, XenMajor: 4, XenMinor: 17})
+		s, _, err := migrate.Save(context.Background(), d, f, migrate.SaveOptions{Config: cfg})
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -419,7 +419,7 @@ func TestLabXsrrestore(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &migrate.Migration{Send: send, Recv: recv, Name: name, Rename: d.Rename}
-		st, err := m.Run(context.Background(), migrate.NewSaver(d, migrate.SaveOptions{Live: true, Config: cfg, XenMajor: 4, XenMinor: 17}))
+		st, err := m.Run(context.Background(), migrate.NewSaver(d, migrate.SaveOptions{Live: true, Config: cfg}))
 		send.Close()
 		cmd.Wait()
 		t.Logf("receiver %q stderr:\n%s", receiver, stderr.String())
