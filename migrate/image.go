@@ -30,6 +30,7 @@ type imageWriter struct {
 	lx  *libxl.Writer
 	lc  *libxc.Writer
 	err error
+	pv  bool // the domain header says x86 PV, not HVM
 }
 
 // countTo counts the bytes an imageWriter hands to its buffer.
@@ -70,7 +71,7 @@ func (iw *imageWriter) xlHeader(config []byte) {
 
 // libxlHeader starts the libxl stream (version 2, little endian) with a
 // LIBXC_CONTEXT record, then the libxc stream's image header (v3) and
-// domain header (x86 HVM) inline.
+// domain header (x86 HVM, or x86 PV when iw.pv) inline.
 func (iw *imageWriter) libxlHeader(xenMajor, xenMinor uint32) {
 	if iw.err != nil {
 		return
@@ -79,8 +80,12 @@ func (iw *imageWriter) libxlHeader(xenMajor, xenMinor uint32) {
 	iw.setErr(iw.lx.WriteHeader(libxl.Header{Version: libxlVersion}))
 	iw.setErr(iw.lx.WriteRecord(libxl.TypeLibxcContext, nil))
 	iw.lc = libxc.NewWriter(iw.lx.Libxc())
+	typ := libxc.DomainX86HVM
+	if iw.pv {
+		typ = libxc.DomainX86PV
+	}
 	iw.setErr(iw.lc.WriteHeader(libxc.NewImageHeader(libxcVersion), libxc.DomainHeader{
-		Type: libxc.DomainX86HVM, PageShift: 12, XenMajor: xenMajor, XenMinor: xenMinor,
+		Type: typ, PageShift: 12, XenMajor: xenMajor, XenMinor: xenMinor,
 	}))
 }
 

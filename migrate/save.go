@@ -3,6 +3,7 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -85,6 +86,12 @@ type SaveOptions struct {
 	// quiesces every backend once the guest is suspended, before the last
 	// log-dirty harvest, and sends again the frames each reports.
 	Quiescers []Quiescer
+	// Paused saves a domain the caller has paused (and keeps paused) as it
+	// stands, without asking the guest to suspend: a snapshot for
+	// inspection or comparison. The image restores a consistent guest only
+	// if the guest had quiesced itself before the pause (as a guest does
+	// on suspend). Not with Live.
+	Paused bool
 }
 
 // A Quiescer is a backend in dom0 that writes guest memory through grant
@@ -152,6 +159,7 @@ type Saver struct {
 	page    libxc.PageData
 	stats   Stats
 	out     *imageWriter
+	pv      *pvSave // the PV part of a PV domain's save
 }
 
 // NewSaver returns a Saver of d.
@@ -273,8 +281,15 @@ func (s *Saver) save(w io.Writer) error {
 		return stepErr("domain info", err)
 	}
 	s.info = info
+	if s.opt.Paused && s.opt.Live {
+		return stepErr("options", errors.New("a live save cannot leave the domain paused"))
+	}
 	if !info.HVM() {
-		return stepErr("domain info", ErrNotHVM)
+		pd, ok := s.d.(PVDomain)
+		if !ok {
+			return stepErr("domain info", ErrNotHVM)
+		}
+		return s.savePV(w, pd)
 	}
 	maxgpfn, err := s.d.MaxGPFN()
 	if err != nil {
@@ -416,6 +431,16 @@ func (s *Saver) save(w io.Writer) error {
 
 // suspend asks the guest to suspend and checks that it did.
 func (s *Saver) suspend() error {
+	if s.opt.Paused {
+		info, err := s.d.Info()
+		if err != nil {
+			return stepErr("check paused", err)
+		}
+		if info.Flags&hypercall.DomainPaused == 0 && !info.Suspended() {
+			return stepErr("check paused", fmt.Errorf("%w: SaveOptions.Paused, but domain %d is running (state %s)", ErrNotSuspended, info.Domain, info.State()))
+		}
+		return nil
+	}
 	t := time.Now()
 	if err := s.d.Suspend(); err != nil {
 		// The guest may have suspended after all: make recover resume it.
@@ -530,6 +555,9 @@ func (s *Saver) sendPages(bm *hypercall.DirtyBitmap, round int, final bool) erro
 // scrubbed, which is zero. Later rounds always carry data, since the
 // restore keeps an already-populated frame as it is on XALLOC.
 func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
+	if s.pv != nil {
+		return s.pvWriteBatch(round, rs)
+	}
 	types := s.types[:len(s.pfns)]
 	t0 := time.Now()
 	err := s.d.PageTypes(s.pfns, types)

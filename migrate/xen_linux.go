@@ -154,8 +154,13 @@ func (d *XenDomain) Resume() error {
 	if !i.Suspended() {
 		return fmt.Errorf("domain %d is not suspended (state %s reason %d)", d.id, i.State(), i.ShutdownReason())
 	}
-	// A guest without PV drivers (no callback IRQ) has no return code.
-	if cb, err := d.x.GetHVMParam(d.id, hypercall.HVMParamCallbackIRQ); err == nil && cb != 0 {
+	// A guest without PV drivers (no callback IRQ) has no return code; a
+	// PV guest always has one.
+	if !i.HVM() {
+		if err := d.setSuspendReturn(1); err != nil {
+			return err
+		}
+	} else if cb, err := d.x.GetHVMParam(d.id, hypercall.HVMParamCallbackIRQ); err == nil && cb != 0 {
 		if err := d.setSuspendReturn(1); err != nil {
 			return err
 		}

@@ -49,6 +49,18 @@ func TestLayoutsAgainstC(t *testing.T) {
 	layoutFacts(facts, "struct trap_info_x86_64", "", 0, TrapInfo64{})
 	layoutFacts(facts, "struct trap_info_x86_32", "", 0, TrapInfo32{})
 	layoutFacts(facts, "struct xen_domctl_ext_vcpucontext", "", 0, Extended{})
+	layoutFacts(facts, "struct shared_info_x86_64", "arch.", SharedInfoArch64, ArchSharedInfo{})
+	facts["offsetof(struct shared_info_x86_64, evtchn_pending)"] = SharedInfoEvtchnPending64
+	facts["offsetof(struct shared_info_x86_64, evtchn_mask)"] = SharedInfoEvtchnMask64
+	facts["offsetof(struct shared_info_x86_64, wc_version)"] = SharedInfoWallclock64
+	facts["sizeof(struct vcpu_info_x86_64)"] = VCPUInfoSize
+	facts["XEN_LEGACY_MAX_VCPUS_X86_64"] = LegacyMaxVCPUs
+	facts["FIRST_RESERVED_GDT_ENTRY"] = FirstReservedGDTEntry
+	for f, off := range map[string]uint64{"nr_pages": StartInfoNrPages, "shared_info": StartInfoSharedInfo, "flags": StartInfoFlags,
+		"store_mfn": StartInfoStoreMFN, "store_evtchn": StartInfoStoreEvtchn, "console.domU.mfn": StartInfoConsoleMFN,
+		"console.domU.evtchn": StartInfoConsoleEvtchn} {
+		facts["offsetof(struct start_info, "+f+")"] = off
+	}
 	facts["sizeof(struct xen_domctl_ext_vcpucontext)"] = ExtendedSize
 	facts["offsetof(struct xen_domctl_ext_vcpucontext, mcg_cap)"] = 32
 	facts["offsetof(struct xen_domctl_ext_vcpucontext, vmce.mcg_ext_ctl)"] = 32 + 24
