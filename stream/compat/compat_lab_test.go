@@ -129,6 +129,9 @@ func TestLabRestoreOlderImage(t *testing.T) {
 	}
 	root := os.Getenv("XENSR_LAB_ROOT")
 	img := filepath.Join(root, "artifacts", "stream_compat", fmt.Sprintf("guest3-%d.%d.save", older.Major, older.Minor))
+	if os.Getenv("XENSR_LAB_PARALLEL") == "1" && root != "" {
+		waitOlderImage(t, img+".counter", filepath.Join(root, "results-c", "stream_compat.rc"))
+	}
 	cb, err := os.ReadFile(img + ".counter")
 	if root == "" || err != nil {
 		t.Skipf("SKIP-NEEDS-OLDER-BOOT: no image from a Xen %s boot (%v); run XENSR_LAB_XEN=\"4.17 4.20\" bash scripts/lab.sh", older, err)
@@ -158,6 +161,25 @@ func TestLabRestoreOlderImage(t *testing.T) {
 		t.Fatalf("after restore the counter printed %d first, below the %d it was saved at: the guest restarted", first, saved)
 	}
 	t.Logf("image of Xen %s restored on Xen %s: counter saved at %d, first after restore %d, now %d", older, running, saved, first, now)
+}
+
+// waitOlderImage waits, when the lab boots its Xen flavours side by side
+// (XENSR_LAB_PARALLEL=1), for the older boot to save its image: its
+// counter file is written after the image. It gives up when the older
+// boot's stream/compat run has ended (rc) or after 12 minutes (the lab
+// gives a test binary 15).
+func waitOlderImage(t *testing.T, counter, rc string) {
+	t0 := time.Now()
+	for time.Since(t0) < 12*time.Minute {
+		if _, err := os.Stat(counter); err == nil {
+			t.Logf("the older boot's image was there after %v", time.Since(t0).Round(time.Second))
+			return
+		}
+		if _, err := os.Stat(rc); err == nil {
+			return
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 // firstCounter returns the first "counter=N" of a console log, or -1.
