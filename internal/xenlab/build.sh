@@ -109,6 +109,9 @@ for b in xl xenstored oxenstored xenconsoled xen-init-dom0 libxl-save-helper xen
 	[ -e "$S$XENLIB/bin/$b" ] && cp -L "$S$XENLIB/bin/$b" "$R$XENLIB/bin/"
 done
 for b in "$S"/usr/bin/xenstore "$S"/usr/bin/xenstore-*; do cp -a "$b" "$R/usr/bin/"; done
+# Xen 4.20's oxenstored loads its xenctrl glue as a plugin at start-up
+# (ocaml/xsd_glue/xenctrl_plugin/*.cmxs); without it, it dies at boot.
+[ -d "$S$XENLIB/ocaml" ] && cp -a "$S$XENLIB/ocaml" "$R$XENLIB/"
 for b in xl xenstored oxenstored xenconsoled xen-init-dom0 xenstore-control; do
 	ln -sf "$XENLIB/bin/$b" "$R/usr/sbin/$b"
 done
@@ -131,7 +134,8 @@ else
 	}
 	LDSO=$LIBDIR/ld-linux-x86-64.so.2
 fi
-for elf in "$R$XENLIB"/bin/* "$R"/usr/bin/xenstore*; do
+for elf in "$R$XENLIB"/bin/* "$R"/usr/bin/xenstore* "$R$XENLIB"/ocaml/*/*/*.cmxs; do
+	[ -e "$elf" ] || continue
 	[ -L "$elf" ] && continue
 	if [ -n "$S" ] && "$S$LIBDIR/ld-linux-x86-64.so.2" --library-path "$S$LIBDIR" --list "$elf" 2>&1 | grep -q 'not found'; then
 		echo "xenlab: $elf needs a library the unpacked trixie packages lack" >&2
