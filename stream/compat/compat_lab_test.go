@@ -4,6 +4,7 @@ package compat
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xensr/xensr/hypercall"
 	"github.com/xensr/xensr/internal/labtest"
+	"github.com/xensr/xensr/migrate"
 	"github.com/xensr/xensr/stream/image"
 )
 
@@ -118,8 +120,9 @@ func TestLabSaveAndRefuseNewer(t *testing.T) {
 
 // TestLabRestoreOlderImage restores, on Xen 4.20, the image the 4.17 boot
 // of the same lab run saved (XENSR_LAB_XEN="4.17 4.20"): Check passes it
-// before anything is created, xl restore brings the guest back and its
-// counter goes on from where it was saved.
+// before anything is created, then xl restore and, from the same image, the
+// Go restore bring the guest back and its counter goes on from where it was
+// saved each time.
 func TestLabRestoreOlderImage(t *testing.T) {
 	labtest.Require(t)
 	running := runningXen(t)
@@ -161,6 +164,32 @@ func TestLabRestoreOlderImage(t *testing.T) {
 		t.Fatalf("after restore the counter printed %d first, below the %d it was saved at: the guest restarted", first, saved)
 	}
 	t.Logf("image of Xen %s restored on Xen %s: counter saved at %d, first after restore %d, now %d", older, running, saved, first, now)
+
+	// The same image through the Go restore (package migrate): the same
+	// saved state, so the counter goes on from the same value again.
+	labtest.Run(t, "xl", "destroy", name)
+	os.Remove(labtest.ConsoleLog(name))
+	h, err := migrate.OpenHost(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, err := os.Open(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := h.Restore(context.Background(), f, migrate.RestoreOptions{})
+	if err != nil {
+		t.Fatalf("Go restore of the Xen %s image on Xen %s: %v", older, running, err)
+	}
+	now = labtest.WaitCounter(t, name, saved, 5*time.Minute)
+	first = firstCounter(labtest.ConsoleLog(name))
+	if first < saved {
+		t.Fatalf("after the Go restore the counter printed %d first, below the %d it was saved at: the guest restarted", first, saved)
+	}
+	t.Logf("image of Xen %s restored on Xen %s by the Go restore (domain %d, %v): counter saved at %d, first after restore %d, now %d",
+		older, running, r.Domid, r.Stats.Total.Round(time.Millisecond), saved, first, now)
 }
 
 // waitOlderImage waits, when the lab boots its Xen flavours side by side
