@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,26 @@ func reencode(t *testing.T, path string) (string, Summary) {
 	return outPath, sum
 }
 
+// keep copies a saved image into the lab's output folder (the host keeps it
+// for whole-process measurements such as scripts/speed.sh) when the harness
+// gave one; spaces in the name become dashes.
+func keep(t *testing.T, path, name string) {
+	t.Helper()
+	dir := os.Getenv(labtest.EnvOut)
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kept %s (%d bytes)", dst, len(b))
+}
+
 func timed(t *testing.T, what string, name string, args ...string) {
 	t.Helper()
 	t0 := time.Now()
@@ -89,6 +110,7 @@ func saveRestore(t *testing.T, cfg string) {
 	if sum.Records["libxc"] == 0 || sum.Pages.DataPages == 0 {
 		t.Fatalf("image has no libxc pages: %+v", sum)
 	}
+	keep(t, img, name+"-"+sum.DomainType+".save")
 	os.Remove(img)
 	timed(t, "xl restore of the re-encoded image", "xl", "restore", re)
 	os.Remove(re)
