@@ -53,7 +53,9 @@ func xsrdump(args []string, stdout, stderr io.Writer) int {
 xl save file, a bare libxl stream or a bare libxc stream), verifies it
 strictly with -verify, and re-encodes it through the xensr Writers with
 -rewrite. Without -verify the walk is relaxed (forensic reading) and the
-verdict is "not verified". PAGE_DATA records are summed up unless -records.`, stderr)
+verdict is "not verified". PAGE_DATA records are summed up unless -records.
+-verify of a regular file seeks over the page contents, which no check
+reads (zero pages are then not counted); -v, -records or a pipe read them.`, stderr)
 	fs := cmd.Flags
 	fs.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
 	fs.BoolVar(&c.json, "json", false, "print JSON: the summary and verdict, and with -v or -records the items")
@@ -95,8 +97,20 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		defer fd.Close()
 		in = fd
 	}
-	inHash := sha256.New()
-	src := io.TeeReader(bufio.NewReaderSize(in, 1<<20), inHash)
+	// -verify of a regular file alone seeks over the page contents (which
+	// no check reads) when nothing printed needs them: -v and -records
+	// list per-record zero pages, -map draws them, -rewrite copies them.
+	skip := c.verify && !c.verbose && !c.records && c.mapFile == "" && c.rewrite == ""
+	var src io.Reader = bufio.NewReaderSize(in, 1<<20)
+	var inHash hash.Hash
+	switch {
+	case c.rewrite != "":
+		// The input's hash is only needed to compare with the rewrite.
+		inHash = sha256.New()
+		src = io.TeeReader(src, inHash)
+	case skip:
+		src = in // the walker reads a regular file with ReadAt
+	}
 
 	var enc *image.Encoder
 	var outHash hash.Hash
@@ -117,7 +131,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	var items []jsonItem
-	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify, Checkpointed: c.checkpointed})
+	w := image.NewWalker(src, image.Options{Format: f, Relaxed: !c.verify, Checkpointed: c.checkpointed, SkipPages: skip})
 	var walkErr error
 	var memMap *image.MemoryMap
 	if c.mapFile != "" {
@@ -357,8 +371,15 @@ func printSummary(w io.Writer, s image.Summary, verbose bool) {
 	}
 	fmt.Fprintf(w, "; records: libxl %d, libxc %d; checkpoints %d\n", s.Records["libxl"], s.Records["libxc"], s.Checkpoints)
 	p := s.Pages
-	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %d zero, PFN %#x-%#x",
-		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, p.ZeroPages, p.MinPFN, p.MaxPFN)
+	zero := fmt.Sprintf("%d zero", p.ZeroPages)
+	if p.Unread > 0 {
+		zero = fmt.Sprintf("%d not read (zero pages not counted)", p.Unread)
+		if p.Unread < p.DataPages {
+			zero = fmt.Sprintf("%d zero of %d read, %d not read", p.ZeroPages, p.DataPages-p.Unread, p.Unread)
+		}
+	}
+	fmt.Fprintf(w, "pages: %d in %d PAGE_DATA records, %d with data (%d MiB), %s, PFN %#x-%#x",
+		p.Pages, p.Records, p.DataPages, p.DataPages*4096>>20, zero, p.MinPFN, p.MaxPFN)
 	if len(p.Types()) > 0 {
 		fmt.Fprintf(w, "; types %s", typesString(p.Types()))
 	}

@@ -136,6 +136,23 @@ type Options struct {
 	Relaxed       bool   // forensic reading: see libxl.Options.Relaxed and libxc.Reader.Relaxed
 	Checkpointed  bool   // a checkpointed (Remus/COLO) stream: libxc CHECKPOINT records allowed
 	MaxRecordSize int    // zero: stream.DefaultMaxRecordSize
+
+	// SkipPages seeks over the page contents of PAGE_DATA records instead
+	// of reading them, when the input is random-access with a known size:
+	// an *os.File of a regular file (not a pipe or device), a
+	// *bytes.Reader, an *io.SectionReader (anything that is an io.ReaderAt
+	// and an io.Seeker). Every other byte is still read and checked as on
+	// a stream (record headers, PFN entries, lengths, padding, every other
+	// record), so a walk finds the same faults with the same errors; but
+	// the page bytes in such a record's Item.Body and libxc.PageData.Data
+	// are not the guest's (whatever the record buffer held: the walker
+	// does not spend time clearing them), and PageStats counts them as Unread
+	// instead of telling zero pages apart. A page whose record runs past
+	// the end of the input is read, so truncation is reported as on a
+	// stream. The walker then reads with ReadAt from the input's offset at
+	// NewWalker and leaves that offset where it was. Other inputs are read
+	// in full.
+	SkipPages bool
 }
 
 // MaxTrailer caps the trailing bytes kept in a trailer Item's Body.
@@ -195,11 +212,28 @@ type Walker struct {
 	tbuf  []byte
 	item  Item
 	sum   Summary
+
+	skip *skipReader // Options.SkipPages on a random-access input
 }
 
 // NewWalker returns a Walker reading r from its first byte.
 func NewWalker(r io.Reader, opt Options) *Walker {
-	return &Walker{opt: opt, src: r, sum: Summary{Records: map[string]int{}}}
+	w := &Walker{opt: opt, src: r, sum: Summary{Records: map[string]int{}}}
+	if opt.SkipPages {
+		if s := newSkipReader(r); s != nil {
+			w.skip, w.src = s, s
+		}
+	}
+	return w
+}
+
+// SkippedBytes returns how many bytes of page contents the walk served
+// without reading them (Options.SkipPages); zero on a stream.
+func (w *Walker) SkippedBytes() int64 {
+	if w.skip == nil {
+		return 0
+	}
+	return w.skip.skipped
 }
 
 // Format returns the outermost format, once the first item was read.
@@ -407,6 +441,13 @@ func (w *Walker) libxcDomain() (*Item, error) {
 }
 
 func (w *Walker) libxcRecord() (*Item, error) {
+	unread := false
+	if w.skip != nil {
+		// The libxc reader never reads ahead: its offset is where the
+		// next record starts, counted from the input's offset at
+		// NewWalker.
+		unread = w.skip.arm(w.skip.base + w.xr.Offset())
+	}
 	rec, err := w.xr.Next()
 	if err != nil {
 		return nil, err
@@ -417,7 +458,7 @@ func (w *Walker) libxcRecord() (*Item, error) {
 	w.off = cur.Offset + it.Size
 	switch r := rec.(type) {
 	case *libxc.PageData:
-		w.pages = pageStats(r)
+		w.pages = pageStats(r, unread)
 		w.sum.Pages.add(&w.pages)
 		it.Pages = &w.pages
 	case *libxc.End:

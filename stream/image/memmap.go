@@ -38,7 +38,10 @@ func (m *MemoryMap) Add(it *Item) {
 	if !ok {
 		return
 	}
-	st := pageStats(p)
+	// A walk with Options.SkipPages did not read the page contents: they
+	// are drawn as data, not told apart from zero pages.
+	unread := it.Pages != nil && it.Pages.Unread > 0
+	st := pageStats(p, unread)
 	m.stats.add(&st)
 	p.Pages(func(_ int, pfn uint64, t libxc.PageType, data []byte) bool {
 		var s byte
@@ -47,7 +50,7 @@ func (m *MemoryMap) Add(it *Item) {
 			s = mapNoData
 		case t != libxc.PageNormal:
 			s = mapTable
-		case allZero(data):
+		case !unread && allZero(data):
 			s = mapZero
 		default:
 			s = mapData

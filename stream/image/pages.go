@@ -9,13 +9,16 @@ import (
 
 // PageStats summarises PAGE_DATA records.
 type PageStats struct {
-	Records   int       `json:"records"`    // PAGE_DATA records
-	Pages     int64     `json:"pages"`      // PFN entries
-	DataPages int64     `json:"data_pages"` // entries carrying a page of data
-	ZeroPages int64     `json:"zero_pages"` // data pages whose bytes are all zero
-	MinPFN    uint64    `json:"min_pfn"`
-	MaxPFN    uint64    `json:"max_pfn"`
-	ByType    [16]int64 `json:"-"` // entries per libxc.PageType
+	Records   int   `json:"records"`    // PAGE_DATA records
+	Pages     int64 `json:"pages"`      // PFN entries
+	DataPages int64 `json:"data_pages"` // entries carrying a page of data
+	ZeroPages int64 `json:"zero_pages"` // data pages whose bytes are all zero (of those read)
+	// Unread counts data pages whose bytes were not read (Options.SkipPages):
+	// they are in DataPages, and ZeroPages cannot say whether they are zero.
+	Unread int64     `json:"unread_pages,omitempty"`
+	MinPFN uint64    `json:"min_pfn"`
+	MaxPFN uint64    `json:"max_pfn"`
+	ByType [16]int64 `json:"-"` // entries per libxc.PageType
 }
 
 // Types returns the non-zero per-type counts keyed by the page type's name.
@@ -51,13 +54,15 @@ func (s *PageStats) add(o *PageStats) {
 	s.Pages += o.Pages
 	s.DataPages += o.DataPages
 	s.ZeroPages += o.ZeroPages
+	s.Unread += o.Unread
 	for t, n := range o.ByType {
 		s.ByType[t] += n
 	}
 }
 
-// pageStats computes the statistics of one decoded PAGE_DATA record.
-func pageStats(p *libxc.PageData) PageStats {
+// pageStats computes the statistics of one decoded PAGE_DATA record; unread
+// says its page contents were not read (they are zeros in p.Data).
+func pageStats(p *libxc.PageData, unread bool) PageStats {
 	st := PageStats{Records: 1}
 	for i := range p.Entries {
 		pfn, t := p.PFN(i), p.PageType(i)
@@ -71,6 +76,11 @@ func pageStats(p *libxc.PageData) PageStats {
 		st.ByType[t&0xf]++
 	}
 	data := p.Data
+	if unread {
+		st.DataPages = int64(len(data) / libxc.PageSize)
+		st.Unread = st.DataPages
+		return st
+	}
 	for len(data) >= libxc.PageSize {
 		st.DataPages++
 		if allZero(data[:libxc.PageSize]) {
