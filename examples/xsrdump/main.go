@@ -101,6 +101,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 	// no check reads) when nothing printed needs them: -v and -records
 	// list per-record zero pages, -map draws them, -rewrite copies them.
 	skip := c.verify && !c.verbose && !c.records && c.mapFile == "" && c.rewrite == ""
+	growPipe(in)
 	var src io.Reader = bufio.NewReaderSize(in, 1<<20)
 	var inHash hash.Hash
 	switch {
