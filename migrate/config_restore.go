@@ -204,11 +204,16 @@ func (c *DomainConfig) createDomain() hypercall.CreateDomain {
 		GrantOpts: c.MaxGrantVersion & 0xf, VMTraceSize: (c.VMTraceBufKB<<10 + PageSize - 1) &^ (PageSize - 1),
 		CPUPoolID: c.PoolID, EmulationFlags: hypercall.EmuLAPIC,
 	}
-	if c.HAP {
-		cd.Flags |= hypercall.CreateHAP
-	}
-	if !c.OOS {
-		cd.Flags |= hypercall.CreateOOSOff
+	if c.Type == "pv" {
+		// A PV guest: no HVM container, nothing emulated.
+		cd.Flags, cd.EmulationFlags = 0, 0
+	} else {
+		if c.HAP {
+			cd.Flags |= hypercall.CreateHAP
+		}
+		if !c.OOS {
+			cd.Flags |= hypercall.CreateOOSOff
+		}
 	}
 	if c.NestedHVM {
 		cd.Flags |= hypercall.CreateNestedVirt

@@ -52,7 +52,7 @@ func libxlLayout(domid uint32, c *DomainConfig, name string, storePort, consoleP
 		{vm + "/uuid", FormatUUID(c.UUID), nil}, {vm + "/name", name, nil},
 		{dom + "/control/platform-feature-multiprocessor-suspend", "1", nil},
 		{dom + "/control/platform-feature-xs_reset_watches", "1", nil},
-		{lx + "/type", "pvh", nil},
+		{lx + "/type", c.Type, nil},
 		// libxl__build_post
 		{dom + "/memory/static-max", u(c.MaxMemKB), nil},
 		{dom + "/memory/target", u(c.TargetMemKB), nil},

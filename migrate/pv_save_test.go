@@ -34,6 +34,7 @@ type fakePV struct {
 const (
 	fpvL4, fpvL3, fpvL2, fpvL1, fpvLeaf = 1, 2, 3, 4, 5 // PFNs of the P2M's page tables and its one leaf
 	fpvStartInfo, fpvGDT, fpvData       = 6, 7, 10
+	fpvStore, fpvConsole                = 8, 9
 	fpvHole                             = 20 // a PFN without memory
 	fpvP2MVaddr                         = 0xffffc90000000000
 	fpvForeignMFN                       = 0x9999 // an MFN not the guest's
@@ -87,6 +88,10 @@ func newFakePV() *fakePV {
 		}
 		pteAt(leaf, int(p), v)
 	}
+	// Start info as a suspended guest leaves it: the rings as PFNs.
+	si := f.mem[fpvMFN(fpvStartInfo)]
+	pteAt(si[pv.StartInfoStoreMFN:], 0, fpvStore)
+	pteAt(si[pv.StartInfoConsoleMFN:], 0, fpvConsole)
 	// Shared info (Xen's page).
 	sh := make([]byte, PageSize)
 	for i := range sh {

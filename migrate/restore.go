@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/xensr/xensr/grant"
@@ -176,6 +178,7 @@ type restorer struct {
 	off                    int64 // offset of the record being handled
 	br                     *bufio.Reader
 	total                  uint64
+	pv                     *pvRestore // the PV part of a PV guest's restore
 }
 
 func (rs *restorer) logf(format string, a ...any) {
@@ -286,7 +289,7 @@ func (rs *restorer) run() error {
 	if rs.cfg, err = ParseDomainConfig(config); err != nil {
 		return rs.step("configuration", err)
 	}
-	if rs.cfg.Type != "pvh" {
+	if rs.cfg.Type != "pvh" && rs.cfg.Type != "pv" {
 		return rs.step("configuration", fmt.Errorf("%w: c_info.type is %q", ErrNotPVH, rs.cfg.Type))
 	}
 	rs.name = rs.cfg.Name
@@ -367,9 +370,20 @@ func (rs *restorer) libxc(xr *libxc.Reader) error {
 	if err != nil {
 		return rs.step("stream", err)
 	}
-	if dh.Type != libxc.DomainX86HVM {
+	want := libxc.DomainX86HVM
+	if rs.cfg.Type == "pv" {
+		want = libxc.DomainX86PV
+	}
+	if dh.Type != want {
 		return rs.step("stream", &stream.FormatError{Layer: libxc.Layer, Offset: rs.off, Index: -1, Field: "type",
-			Err: fmt.Errorf("%w: domain type %v", ErrNotPVH, dh.Type)})
+			Err: fmt.Errorf("%w: domain type %v for a %q configuration", ErrNotPVH, dh.Type, rs.cfg.Type)})
+	}
+	if want == libxc.DomainX86PV && rs.pv == nil {
+		pb, ok := rs.b.(PVBuilder)
+		if !ok {
+			return rs.step("stream", fmt.Errorf("%w: the Builder cannot build PV domains", ErrPVRestore))
+		}
+		rs.pv = &pvRestore{b: pb, vcpus: map[uint32]*pvVCPU{}}
 	}
 	if dh.PageShift != 12 {
 		return rs.step("stream", &stream.FormatError{Layer: libxc.Layer, Offset: rs.off, Index: -1, Field: "page_shift",
@@ -396,7 +410,20 @@ func (rs *restorer) libxc(xr *libxc.Reader) error {
 		rs.stats.Records++
 		switch r := rec.(type) {
 		case *libxc.PageData:
-			if err := rs.pageData(r); err != nil {
+			if rs.pv != nil {
+				err = rs.pvPageData(r)
+			} else {
+				err = rs.pageData(r)
+			}
+			if err != nil {
+				return err
+			}
+		case *libxc.X86PVInfo, *libxc.X86PVP2MFrames, *libxc.VCPUContext, *libxc.SharedInfo:
+			if rs.pv == nil {
+				return rs.step("stream", &stream.FormatError{Layer: libxc.Layer, Offset: cur.Offset, Index: cur.Index, Type: cur.Type, Field: "type",
+					Err: fmt.Errorf("%v record is not supported in a PVH restore", libxc.RecordType(cur.Type))})
+			}
+			if err := rs.pvRecord(rec); err != nil {
 				return err
 			}
 		case *libxc.X86CPUIDPolicy:
@@ -415,8 +442,16 @@ func (rs *restorer) libxc(xr *libxc.Reader) error {
 				return rs.step("settscinfo", err)
 			}
 		case *libxc.HVMContext:
+			if rs.pv != nil {
+				return rs.step("stream", &stream.FormatError{Layer: libxc.Layer, Offset: cur.Offset, Index: cur.Index, Type: cur.Type, Field: "type",
+					Err: errors.New("HVM_CONTEXT in a PV stream")})
+			}
 			rs.hvmCtx = append(rs.hvmCtx[:0], r.Data...)
 		case *libxc.HVMParams:
+			if rs.pv != nil {
+				return rs.step("stream", &stream.FormatError{Layer: libxc.Layer, Offset: cur.Offset, Index: cur.Index, Type: cur.Type, Field: "type",
+					Err: errors.New("HVM_PARAMS in a PV stream")})
+			}
 			if err := rs.hvmParams(r); err != nil {
 				return err
 			}
@@ -424,7 +459,12 @@ func (rs *restorer) libxc(xr *libxc.Reader) error {
 			if xr.Offset() > rs.stats.Bytes {
 				rs.stats.Bytes = xr.Offset()
 			}
-			if err := rs.complete(); err != nil {
+			if rs.pv != nil {
+				err = rs.pvComplete()
+			} else {
+				err = rs.complete()
+			}
+			if err != nil {
 				return err
 			}
 			return nil
@@ -473,6 +513,15 @@ func (rs *restorer) create() error {
 		{"hvm set_param ALTP2M", func() error { return rs.b.SetHVMParam(id, hypercall.HVMParamAltp2m, c.Altp2m) }},
 		{"settscinfo", func() error { return rs.b.SetTSCInfo(id, hypercall.TSCInfo{Mode: c.TSCMode}) }},
 		{"set_paging_mempool_size", func() error { return rs.b.SetPagingMempoolSize(id, c.ShadowMemKB<<10) }},
+	}
+	if c.Type == "pv" {
+		// A PV domain has no HVM parameters and no paging pool.
+		steps = slices.DeleteFunc(steps, func(s struct {
+			name string
+			fn   func() error
+		}) bool {
+			return strings.HasPrefix(s.name, "hvm ") || s.name == "set_paging_mempool_size"
+		})
 	}
 	for _, s := range steps {
 		if err := s.fn(); err != nil {

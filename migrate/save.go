@@ -66,7 +66,7 @@ type SaveOptions struct {
 	Policy Policy
 	// Config is the domain configuration (libxl JSON) for the xl header;
 	// xl restore needs it.
-	Config   []byte
+	Config []byte
 	// XenMajor and XenMinor are the Xen version the libxc domain header
 	// names; zero asks a Domain that knows its hypervisor (XenVersioner,
 	// as *XenDomain) for it.
