@@ -38,38 +38,49 @@ type skipReader struct {
 	hbuf    [4096]byte
 }
 
-// newSkipReader returns a skipReader for r when r is random-access with a
-// known size (a regular file, a *bytes.Reader, an *io.SectionReader), or
-// nil. Its base is r's current offset: the Walker's offsets count from it.
-func newSkipReader(r io.Reader) *skipReader {
-	ra, ok := r.(io.ReaderAt)
+// RandomAccess returns r as an io.ReaderAt, with r's current offset (base)
+// and its size, when r can be read at any offset and has a size: an
+// *os.File of a regular file (not a pipe, terminal or device, which have no
+// size to bound reads by and may not answer pread), or anything else that
+// is an io.ReaderAt and an io.Seeker (*bytes.Reader, *io.SectionReader). A
+// value that has a Stat method, as *os.File and types embedding it do, must
+// be a regular file. It leaves r's offset where it was.
+func RandomAccess(r io.Reader) (ra io.ReaderAt, base, size int64, ok bool) {
+	ra, ok = r.(io.ReaderAt)
 	if !ok {
-		return nil
+		return nil, 0, 0, false
 	}
 	sk, ok := r.(io.Seeker)
 	if !ok {
-		return nil
+		return nil, 0, 0, false
 	}
-	if f, ok := r.(*os.File); ok {
-		// A pipe, terminal or device has no size to bound the windows
-		// by, and may not answer pread.
+	if f, ok := r.(interface{ Stat() (os.FileInfo, error) }); ok {
 		if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-			return nil
+			return nil, 0, 0, false
 		}
 	}
 	base, err := sk.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return nil
+		return nil, 0, 0, false
 	}
-	end, err := sk.Seek(0, io.SeekEnd)
+	size, err = sk.Seek(0, io.SeekEnd)
 	if err != nil {
-		return nil
+		return nil, 0, 0, false
 	}
 	if _, err := sk.Seek(base, io.SeekStart); err != nil {
+		return nil, 0, 0, false
+	}
+	return ra, base, size, true
+}
+
+// newSkipReader returns a skipReader for r when RandomAccess accepts it, or
+// nil. Its base is r's current offset: the Walker's offsets count from it.
+func newSkipReader(r io.Reader) *skipReader {
+	ra, base, size, ok := RandomAccess(r)
+	if !ok {
 		return nil
 	}
-	s := &skipReader{ra: ra, base: base, pos: base, size: end, from: -1, to: -1}
-	return s
+	return &skipReader{ra: ra, base: base, pos: base, size: size, from: -1, to: -1}
 }
 
 // arm is called with the offset in the input at which

@@ -122,21 +122,32 @@ type packer struct {
 	// reading instead of packing the rest of the image for nothing.
 	failed atomic.Bool
 	done   chan struct{}
-	// Buffers of page blocks and of compressed blocks, for reuse.
-	freePages, freeComp chan []byte
-	pagesWritten        atomic.Int64 // page blocks the writer is done with
+	// Buffers of page blocks, skeleton blocks and compressed blocks, for
+	// reuse: on some virtual machines the first touch of a page of fresh
+	// memory costs more than compressing it.
+	freePages, freeSkel, freeComp chan []byte
+	pagesWritten                  atomic.Int64 // page blocks the writer is done with
 
 	skel   []byte
 	pages  []byte // page block being filled: first id, count, pages
 	xforms []byte // the transform code of each page in pages
 	// Dedupe: a keyed hash finds a candidate among the last window pages,
 	// a byte comparison with the kept page confirms it.
-	seed    maphash.Seed
-	ids     map[uint64]uint32 // hash -> the latest id with that hash
-	ring    []uint64          // hash of each id in the window, by (id-1) % window
-	kept    pageBlocks        // flushed page blocks holding window pages
-	pseq    int64             // page blocks flushed
-	dropped int64             // page blocks let go of
+	seed maphash.Seed
+	ids  map[uint64]uint32 // hash -> the latest id with that hash
+	ring []uint64          // hash of each id in the window, by (id-1) % window
+	kept pageBlocks        // flushed page blocks holding window pages (streams)
+	// A random-access input (see image.RandomAccess): a candidate is
+	// compared with the page it repeats as the input holds it, read back
+	// at its offset, so page blocks are reused once written instead of
+	// kept for the window.
+	ra      io.ReaderAt
+	raBase  int64
+	offs    []int64 // input offset of each id in the window, by (id-1) % window
+	pageOff int64   // input offset of the page being added
+	scratch []byte  // a page read back
+	pseq    int64   // page blocks flushed
+	dropped int64   // page blocks let go of
 	window  int
 	nextID  uint32
 	// The run of pages not yet written as a skeleton op.
@@ -178,9 +189,14 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 		return Stats{}, err
 	}
 	p := &packer{w: w, enc: enc, jobs: make(chan job, n), order: make(chan job, n), done: make(chan struct{}),
-		freePages: make(chan []byte, 2*n+2), freeComp: make(chan []byte, 2*n+2),
+		freePages: make(chan []byte, 2*n+2), freeSkel: make(chan []byte, 2*n+2), freeComp: make(chan []byte, 2*n+2),
 		seed: maphash.MakeSeed(), ids: map[uint64]uint32{}, ring: make([]uint64, opt.Window), window: opt.Window,
 		nextID: 1, lastPFN: ^uint64(0)}
+	if ra, base, _, ok := image.RandomAccess(r); ok {
+		p.ra, p.raBase = ra, base
+		p.offs, p.scratch = make([]int64, opt.Window), make([]byte, pageSize)
+	}
+	p.skel = get(p.freeSkel, skelCap)
 	for i := 0; i < n; i++ {
 		p.wg.Add(1)
 		go p.worker()
@@ -218,7 +234,12 @@ func (p *packer) worker() {
 	var dst []byte // the transformed copy of a page block
 	for j := range p.jobs {
 		src := j.raw
-		if j.kind == kindPages {
+		switch {
+		case j.kind == kindPages && p.ra != nil:
+			// Nothing reads a written block of a random-access input
+			// again (see keptPage): transform it in place.
+			src = transformBlock(src[:0], src)
+		case j.kind == kindPages:
 			dst = transformBlock(dst[:0], src)
 			src = dst
 		}
@@ -227,8 +248,9 @@ func (p *packer) worker() {
 }
 
 // transformBlock appends to dst page block raw with every page transformed
-// (raw's own pages stay as they are: the packer compares new pages with
-// them). The packer marks typed page tables; the others are chosen here.
+// (raw's own pages stay as they are, for the packer compares new pages with
+// them, unless dst is raw[:0]: then raw is transformed in place). The
+// packer marks typed page tables; the others are chosen here.
 func transformBlock(dst, raw []byte) []byte {
 	first, count := blockIDs(raw)
 	n := int(count)
@@ -271,8 +293,13 @@ func (p *packer) writer() {
 		p.write(h[:])
 		p.write(comp)
 		put(p.freeComp, comp)
-		if j.kind == kindPages {
+		switch {
+		case j.kind == kindPages && p.ra != nil:
+			put(p.freePages, j.raw) // nothing refers to it once written
+		case j.kind == kindPages:
 			p.pagesWritten.Store(j.seq + 1)
+		case j.kind == kindSkeleton:
+			put(p.freeSkel, j.raw)
 		}
 	}
 }
@@ -321,7 +348,10 @@ func (p *packer) emit(j job) {
 }
 
 func (p *packer) walk(r io.Reader, opt Options) error {
-	t := &tee{r: bufio.NewReaderSize(r, 64<<10)}
+	// The tee holds one record at a time: sized for the largest records
+	// of real streams (a 1024-page PAGE_DATA batch), it neither grows nor
+	// copies itself while they arrive.
+	t := &tee{r: bufio.NewReaderSize(r, 64<<10), buf: make([]byte, 0, maxPageBlock+64<<10)}
 	wk := image.NewWalker(t, opt.Image)
 	for {
 		it, err := wk.Next()
@@ -340,6 +370,7 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		}
 		if pd, ok := it.Libxc.(*libxc.PageData); ok {
 			head := len(raw) - len(pd.Data)
+			p.pageOff = it.Offset + int64(head) // the first page's input offset
 			if list := 8 * len(pd.Entries); head != 16+list {
 				// Unpack takes the PFN list as the licence for the pages
 				// after it; a layout the walker should not have passed.
@@ -392,6 +423,11 @@ func (p *packer) literal(b []byte) {
 		}
 	}
 }
+
+// skelCap is a skeleton block buffer's capacity: a block is flushed at
+// skelFlush bytes, and the op that crosses it adds at most a page or a
+// run's ids (see room and pageData).
+const skelCap = skelFlush + pageSize + 64
 
 // room returns how many bytes the skeleton block takes before it is full
 // (at least 4096, so that every op makes progress).
@@ -450,6 +486,7 @@ func (p *packer) pageData(round int, pd *libxc.PageData) {
 				id, kind = p.addPage(sum, data, t != libxc.PageNormal), runNew
 			}
 		}
+		p.pageOff += pageSize
 		p.occurrence(round, pfn, id)
 		p.addRun(kind, id)
 		if len(p.xforms) == pagesPerP || len(p.skel)+len(p.runIDs) >= skelFlush {
@@ -503,6 +540,9 @@ func (p *packer) addPage(sum uint64, data []byte, pageTable bool) uint32 {
 	}
 	*slot = sum
 	p.ids[sum] = id
+	if p.ra != nil {
+		p.offs[(id-1)%uint32(p.window)] = p.pageOff
+	}
 	p.pages = append(p.pages, data...)
 	x := byte(xformNone) // chosen by the worker
 	if pageTable {
@@ -510,7 +550,8 @@ func (p *packer) addPage(sum uint64, data []byte, pageTable bool) uint32 {
 	}
 	p.xforms = append(p.xforms, x)
 	// Let go of the blocks that hold no page of the window any more; their
-	// buffers are reused once the writer is done with them.
+	// buffers are reused once the writer is done with them. (A
+	// random-access input keeps none: the writer recycles them.)
 	p.kept.dropBelow(p.nextID-uint32(min(p.window, int(p.nextID))), func(raw []byte) {
 		if p.pagesWritten.Load() > p.dropped {
 			put(p.freePages, raw)
@@ -558,6 +599,18 @@ func (p *packer) keptPage(id uint32) []byte {
 		i := int(id - first) // in the block being filled
 		return p.pages[8+i*pageSize : 8+(i+1)*pageSize]
 	}
+	if p.ra != nil {
+		// Read back as the input holds it. After a failed read nil
+		// compares equal with no page: the candidate is stored as a new
+		// page, which is never wrong. (An input rewritten in place while
+		// Pack reads it could only mislead this if the rewritten page
+		// equalled the candidate and its first contents had the
+		// candidate's 64-bit keyed hash too.)
+		if _, err := p.ra.ReadAt(p.scratch, p.raBase+p.offs[(id-1)%uint32(p.window)]); err != nil {
+			return nil
+		}
+		return p.scratch
+	}
 	return p.kept.run(id, 1)
 }
 
@@ -578,7 +631,9 @@ func (p *packer) flushPages() {
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, first)
 	p.ptable = binary.LittleEndian.AppendUint32(p.ptable, n)
 	p.st.PageBlocks++
-	p.kept.push(p.pages)
+	if p.ra == nil {
+		p.kept.push(p.pages)
+	}
 	p.emit(job{kind: kindPages, raw: p.pages, seq: p.pseq})
 	p.pseq++
 	p.newPageBlock()
@@ -592,7 +647,7 @@ func (p *packer) flushSkeleton() {
 	}
 	p.st.SkeletonBlocks++
 	p.emit(job{kind: kindSkeleton, raw: p.skel})
-	p.skel = make([]byte, 0, skelFlush+64)
+	p.skel = get(p.freeSkel, skelCap)
 }
 
 // queueIndex flushes the last blocks and queues the index.
