@@ -20,6 +20,17 @@ import (
 	"github.com/xensr/xensr/stream/pv"
 )
 
+// pvLabGate skips the PV lab cells unless XENSR_LAB_PV=1: they land before
+// a lab run has proven them (see /work/notes/pv.md), so CI does not run
+// them by default yet.
+func pvLabGate(t *testing.T) {
+	t.Helper()
+	labtest.Require(t)
+	if os.Getenv("XENSR_LAB_PV") != "1" {
+		t.Skip("SKIP-PV-UNPROVEN: the PV save/restore lab cells run only with XENSR_LAB_PV=1 until a lab run has passed them")
+	}
+}
+
 var pvLabGuests = []struct{ name, cfg string }{{"guest1", labtest.GuestPV}, {"guest2", labtest.GuestPV2}}
 
 func pvLabDomid(t *testing.T, name string) uint32 {
@@ -95,7 +106,7 @@ func goSavePV(t *testing.T, name, file string, opt SaveOptions, commit bool) (St
 // for what legitimately moved between the two saves (named in the report).
 // Then the guest is unpaused and counts on.
 func TestLabPVSaveMatchesXl(t *testing.T) {
-	labtest.Require(t)
+	pvLabGate(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-save-matches-xl.txt")
 	for _, g := range pvLabGuests {
@@ -266,7 +277,7 @@ func comparePVImages(t *testing.T, rep *pvLabReport, name string, x, g *pvImage)
 // the guest counting; a non-live Go save restored by xl restore counts on;
 // and the same guest saved and restored by xl, timed against the Go save.
 func TestLabPVGoSaveXlRestore(t *testing.T) {
-	labtest.Require(t)
+	pvLabGate(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-go-save-xl-restore.txt")
 	for _, g := range pvLabGuests {
@@ -277,31 +288,11 @@ func TestLabPVGoSaveXlRestore(t *testing.T) {
 			defer os.Remove(file)
 
 			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
-			id := pvLabDomid(t, name)
-			last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
-			_, _, err := goSavePV(t, name, file, SaveOptions{Live: true}, true)
-			switch {
-			case errors.Is(err, ErrPVLogDirty):
-				if got := pvLabDomid(t, name); got != id {
-					t.Fatalf("domain %d gone after the refused live save (now %d)", id, got)
-				}
-				labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "refused live PV save")
-				rep.rec("%s: live Go save refused before suspending (%v); the guest counted on", name, err)
-			case err == nil:
-				last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
-				labtest.Run(t, "xl", "restore", file)
-				labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a live Go PV save")
-				rep.rec("%s: live Go save worked (log-dirty available); xl restore counted on", name)
-			default:
-				t.Fatalf("live Go save: %v", err)
-			}
-
-			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 			st, dGo, err := goSavePV(t, name, file, SaveOptions{}, true)
 			if err != nil {
 				t.Fatalf("Go save: %v", err)
 			}
-			last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
+			last, off := labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
 			if _, err := labtest.RunErr("xl", "domid", name); err == nil {
 				t.Fatalf("domain %s still exists after the committed Go save", name)
 			}
@@ -334,6 +325,101 @@ func TestLabPVGoSaveXlRestore(t *testing.T) {
 			}
 			rep.rec("%s: Go save %.2f s (%d pages, %d bytes, downtime %.2f s), xl restore of it %.2f s; xl save %.2f s (%d bytes), xl restore of it %.2f s",
 				name, dGo.Seconds(), st.Pages, gsz, st.Downtime.Seconds(), dRestGo.Seconds(), dXl.Seconds(), xsz, dRestXl.Seconds())
+
+			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+			id := pvLabDomid(t, name)
+			last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
+			_, _, err = goSavePV(t, name, file, SaveOptions{Live: true}, true)
+			switch {
+			case errors.Is(err, ErrPVLogDirty):
+				if got := pvLabDomid(t, name); got != id {
+					t.Fatalf("domain %d gone after the refused live save (now %d)", id, got)
+				}
+				labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "refused live PV save")
+				rep.rec("%s: live Go save refused before suspending (%v); the guest counted on", name, err)
+			case err == nil:
+				last, off = labtest.Counter(name), labtest.LogSize(labtest.ConsoleLog(name))
+				labtest.Run(t, "xl", "restore", file)
+				labtest.GoesOn(t, labtest.ConsoleLog(name), last, off, "xl restore of a live Go PV save")
+				rep.rec("%s: live Go save worked (log-dirty available); xl restore counted on", name)
+			default:
+				t.Fatalf("live Go save: %v", err)
+			}
+
+		})
+	}
+}
+
+// goRestorePV restores file with the Go engine and returns how long it
+// took.
+func goRestorePV(t *testing.T, file string) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h, err := OpenHost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var log bytes.Buffer
+	t0 := time.Now()
+	r, err := h.Restore(ctx, f, RestoreOptions{Log: &log})
+	took := time.Since(t0)
+	t.Logf("Go restore of %s: %v in %v\n%s", file, err, took, log.String())
+	if err != nil {
+		t.Fatalf("Go restore: %v", err)
+	}
+	t.Logf("restored as domain %d (%s): %d pages", r.Domid, r.Name, r.Stats.Pages)
+	return took
+}
+
+// TestLabPVRestore: xl save -> Go restore, Go save -> Go restore, and the
+// Go-restored guest saved by xl save and restored by xl restore; the
+// counter goes on each time.
+func TestLabPVRestore(t *testing.T) {
+	pvLabGate(t)
+	rep := &pvLabReport{t: t}
+	defer rep.write("pv-restore.txt")
+	for _, g := range pvLabGuests {
+		t.Run(g.name, func(t *testing.T) {
+			rep.t = t
+			name := labtest.CreateGuest(t, g.cfg)
+			xfile, gfile := "/tmp/pv-xl-r-"+name+".save", "/tmp/pv-go-r-"+name+".save"
+			defer os.Remove(xfile)
+			defer os.Remove(gfile)
+			log := labtest.ConsoleLog(name)
+
+			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+			labtest.Run(t, "xl", "save", name, xfile)
+			last, off := labtest.Counter(name), labtest.LogSize(log)
+			d1 := goRestorePV(t, xfile)
+			labtest.GoesOn(t, log, last, off, "Go restore of an xl PV save")
+
+			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+			_, dSave, err := goSavePV(t, name, gfile, SaveOptions{}, true)
+			if err != nil {
+				t.Fatalf("Go save of the Go-restored guest: %v", err)
+			}
+			last, off = labtest.Counter(name), labtest.LogSize(log)
+			d2 := goRestorePV(t, gfile)
+			labtest.GoesOn(t, log, last, off, "Go restore of a Go PV save")
+
+			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
+			t0 := time.Now()
+			labtest.Run(t, "xl", "save", name, xfile)
+			dXl := time.Since(t0)
+			last, off = labtest.Counter(name), labtest.LogSize(log)
+			t0 = time.Now()
+			labtest.Run(t, "xl", "restore", xfile)
+			dXr := time.Since(t0)
+			labtest.GoesOn(t, log, last, off, "xl save and xl restore of the Go-restored PV guest")
+			rep.rec("%s: Go restore of an xl save %.2f s; Go save %.2f s then Go restore %.2f s; xl save %.2f s and xl restore %.2f s of the Go-restored guest; counter went on each time",
+				name, d1.Seconds(), dSave.Seconds(), d2.Seconds(), dXl.Seconds(), dXr.Seconds())
 		})
 	}
 }
