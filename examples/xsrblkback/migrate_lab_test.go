@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +16,11 @@ import (
 	"time"
 
 	"github.com/xensr/xensr/blkback"
+	"github.com/xensr/xensr/grant"
 	"github.com/xensr/xensr/internal/labtest"
 	"github.com/xensr/xensr/migrate"
+	"github.com/xensr/xensr/stream/image"
+	"github.com/xensr/xensr/stream/libxc"
 )
 
 // The guest's console logs: xenconsoled names a log after the name the
@@ -109,6 +113,55 @@ type moved struct {
 	resent   []uint64      // frames the backend reported (quiesced arm)
 	held     []uint64      // frames mapped when the guest was suspended (control arm)
 	late     uint64        // requests the source answered after the suspend (control arm)
+	ring     uint64        // the ring's guest frame
+	// stale is the number of bytes in which the image's final copy of the
+	// ring page differs from the ring as the source backend last saw it
+	// (control arm: the backend still maps it when the save ends); -1
+	// when not compared.
+	stale int
+	// imgRsp and liveRsp are rsp_prod in the image's ring page and in the
+	// live ring (control arm).
+	imgRsp, liveRsp uint32
+}
+
+// ringOf returns the tracked mapping of the backend's ring.
+func ringOf(r *running) *grant.Tracked {
+	for _, h := range r.tr.Held() {
+		if h.Request.Holder == "blkback ring" {
+			return h
+		}
+	}
+	return nil
+}
+
+// pageTap reads the save stream as it goes (image.Walk) and keeps the
+// final copy of one page.
+type pageTap struct {
+	w    *io.PipeWriter
+	pfn  uint64
+	page []byte
+	done chan error
+}
+
+func newPageTap(pfn uint64) *pageTap {
+	pr, pw := io.Pipe()
+	pt := &pageTap{w: pw, pfn: pfn, done: make(chan error, 1)}
+	go func() {
+		_, err := image.Walk(pr, image.Options{}, func(it *image.Item) error {
+			if p, ok := it.Libxc.(*libxc.PageData); ok {
+				p.Pages(func(_ int, pfn uint64, _ libxc.PageType, data []byte) bool {
+					if pfn == pt.pfn && data != nil {
+						pt.page = append(pt.page[:0], data...)
+					}
+					return true
+				})
+			}
+			return nil
+		})
+		io.Copy(io.Discard, pr) // never stall the save
+		pt.done <- err
+	}()
+	return pt
 }
 
 // liveMigrate moves the guest with the Go save and restore on this host,
@@ -121,7 +174,13 @@ func liveMigrate(t *testing.T, h *migrate.Host, name string, src *running, vdev,
 	t.Helper()
 	ctx := context.Background()
 	dom := labDomid(t, name)
-	mv := moved{from: dom}
+	mv := moved{from: dom, stale: -1}
+	ringT := ringOf(src)
+	if ringT == nil || len(ringT.Frames) == 0 || ringT.Frames[0] == 0 {
+		t.Fatalf("migration of %d: the backend's ring frame is unknown (%+v)", dom, ringT)
+	}
+	mv.ring = ringT.Frames[0]
+	tap := newPageTap(mv.ring)
 	d := h.Domain(dom)
 	cfg, err := d.Config()
 	if err != nil {
@@ -152,9 +211,11 @@ func liveMigrate(t *testing.T, h *migrate.Host, name string, src *running, vdev,
 		}
 		got <- result{r, err}
 	}()
-	st, serr := s.Save(ctx, pw)
+	st, serr := s.Save(ctx, io.MultiWriter(pw, tap.w))
 	pw.CloseWithError(serr)
+	tap.w.Close()
 	res := <-got
+	werr := <-tap.done
 	if serr != nil || res.err != nil {
 		if res.r != nil {
 			res.r.Destroy()
@@ -166,6 +227,20 @@ func liveMigrate(t *testing.T, h *migrate.Host, name string, src *running, vdev,
 	}
 	r := res.r
 	t.Cleanup(func() { labtest.RunErr("xl", "destroy", name+migrate.IncomingSuffix) })
+	if werr != nil || tap.page == nil {
+		t.Errorf("reading the save stream: %v (ring page %#x found: %v)", werr, mv.ring, tap.page != nil)
+	} else if !quiesce {
+		// The source backend still maps its ring: what it holds now
+		// against what the image carries.
+		live := ringT.Mapping.Mem[:len(tap.page)]
+		mv.stale = 0
+		for i := range tap.page {
+			if tap.page[i] != live[i] {
+				mv.stale++
+			}
+		}
+		mv.imgRsp, mv.liveRsp = binary.LittleEndian.Uint32(tap.page[8:]), binary.LittleEndian.Uint32(live[8:])
+	}
 	// The copy is complete and paused: give the source up.
 	old := src.stop()
 	if !quiesce {
@@ -213,8 +288,8 @@ func phase(t *testing.T, h *migrate.Host, name string, r **running, vdev, path s
 		*r = mr
 		mvs = append(mvs, mv)
 		m := waitSince(t, name, logOffsets(name), roundRE(vdev), 3*time.Minute)
-		t.Logf("migration %d (quiesce %v): domain %d -> %d in %.2f s (stop-and-copy %.3f s); frames resent %x, held at suspend %x, answered after the suspend %d; then %q",
-			i+1, quiesce, mv.from, mv.to, mv.total.Seconds(), mv.downtime.Seconds(), mv.resent, mv.held, mv.late, m[0])
+		t.Logf("migration %d (quiesce %v): domain %d -> %d in %.2f s (stop-and-copy %.3f s); ring frame %#x; frames resent %x, held at suspend %x, answered after the suspend %d, image ring page vs live ring: %d bytes differ (rsp_prod %d vs %d); then %q",
+			i+1, quiesce, mv.from, mv.to, mv.total.Seconds(), mv.downtime.Seconds(), mv.ring, mv.resent, mv.held, mv.late, mv.stale, mv.imgRsp, mv.liveRsp, m[0])
 		if strings.Contains(m[0], "done") {
 			return mvs, true
 		}
@@ -288,10 +363,13 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 	// The control, on the same workload.
 	oc := logOffsets(name)
 	cmvs, ended := phase(t, h, name, &r, vdev, path, n, false)
-	held, late := 0, uint64(0)
+	held, late, stale := 0, uint64(0), 0
 	for _, mv := range cmvs {
 		if len(mv.held) > 0 {
 			held++
+		}
+		if mv.stale > 0 {
+			stale++
 		}
 		late += mv.late
 	}
@@ -300,8 +378,8 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 	}
 	cround, cerrs, cbad, done := verdict(name, vdev, oc)
 	st := r.stop().Stats()
-	t.Logf("CONTROL (no quiesce): %d migrations; the backend held guest frames mapped writable during the final pass in %d of them (log-dirty marks them only when they are unmapped, after that pass: the image has them stale); %d requests answered after the guest was suspended; the workload after them: round %d, %d errors (%d before the control), done %v, bad lines %q; last backend %+v",
-		len(cmvs), held, late, cround, cerrs, errs, done, cbad, st)
+	t.Logf("CONTROL (no quiesce): %d migrations; the backend held guest frames mapped writable during the final pass in %d of them (log-dirty marks them only when they are unmapped, after that pass); the image's ring page differed from the live ring in %d of them; %d requests answered after the guest was suspended; the workload after them: round %d, %d errors (%d before the control), done %v, bad lines %q; last backend %+v",
+		len(cmvs), held, stale, late, cround, cerrs, errs, done, cbad, st)
 	if cerrs == errs && len(cbad) == 0 {
 		t.Logf("CONTROL: the guest saw no corruption. Linux blkfront drops its ring on resume and queues again every request not answered before it suspended, so a stale ring page or a late answer in the image is never read by it")
 	}
