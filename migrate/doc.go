@@ -9,6 +9,15 @@
 // resumes it, and every failure resumes it too. Migration speaks the
 // sending half of `xl migrate`'s protocol around a save.
 //
+// A 64-bit PV domain (a Domain that also implements PVDomain, as XenDomain
+// does) is saved the way libxenguest saves it: the M2P mapped from Xen,
+// the guest's P2M found through its shared info, every page table
+// rewritten from machine to pseudo-physical frames, the vCPUs' frames
+// likewise. A live PV save needs log-dirty mode, which Xen may refuse for
+// PV guests: then Save fails with ErrPVLogDirty before suspending.
+// Restore builds a PV domain from such a stream through a PVBuilder,
+// rewriting the frames the other way and pinning the page tables.
+//
 // Restore reads an `xl save` image, a bare libxl stream or a bare libxc
 // stream and builds a PVH domain from it the way xl, libxl and
 // libxenguest do (createdomain, the build steps, the memory, the CPU
