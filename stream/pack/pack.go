@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 )
@@ -146,6 +147,7 @@ type packer struct {
 	offs    []int64 // input offset of each id in the window, by (id-1) % window
 	pageOff int64   // input offset of the page being added
 	scratch []byte  // a page read back
+	rawBuf  []byte  // an item read back
 	pseq    int64   // page blocks flushed
 	dropped int64   // page blocks let go of
 	window  int
@@ -348,11 +350,20 @@ func (p *packer) emit(j job) {
 }
 
 func (p *packer) walk(r io.Reader, opt Options) error {
-	// The tee holds one record at a time: sized for the largest records
-	// of real streams (a 1024-page PAGE_DATA batch), it neither grows nor
-	// copies itself while they arrive.
-	t := &tee{r: bufio.NewReaderSize(r, 64<<10), buf: make([]byte, 0, maxPageBlock+64<<10)}
-	wk := image.NewWalker(t, opt.Image)
+	src := bufio.NewReaderSize(r, 64<<10)
+	var t *tee
+	var in io.Reader = src
+	if p.ra == nil {
+		// A stream: the tee keeps the bytes of the item being read. It
+		// holds one record at a time: sized for the largest records of
+		// real streams (a 1024-page PAGE_DATA batch), it neither grows
+		// nor copies itself while they arrive. (A random-access input is
+		// read back instead: see readBack.)
+		t = &tee{r: src, buf: make([]byte, 0, maxPageBlock+64<<10)}
+		in = t
+	}
+	wk := image.NewWalker(in, opt.Image)
+	var end int64
 	for {
 		it, err := wk.Next()
 		if err == io.EOF {
@@ -364,12 +375,23 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		if p.failed.Load() {
 			return errStopped
 		}
-		raw, err := t.take(it.Offset, it.Size)
+		pd, isPages := it.Libxc.(*libxc.PageData)
+		var raw []byte
+		switch {
+		case t != nil:
+			raw, err = t.take(it.Offset, it.Size)
+		case isPages:
+			// The pages come from the walker: only the headers and
+			// the PFN list are read back.
+			raw, err = p.readBack(it, it.Size-int64(len(pd.Data)))
+		default:
+			raw, err = p.readBack(it, it.Size)
+		}
 		if err != nil {
 			return err
 		}
-		if pd, ok := it.Libxc.(*libxc.PageData); ok {
-			head := len(raw) - len(pd.Data)
+		if isPages {
+			head := int(it.Size) - len(pd.Data)
 			p.pageOff = it.Offset + int64(head) // the first page's input offset
 			if list := 8 * len(pd.Entries); head != 16+list {
 				// Unpack takes the PFN list as the licence for the pages
@@ -383,24 +405,66 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		} else {
 			p.literal(raw)
 		}
-		end := it.Offset + it.Size
+		end = it.Offset + it.Size
 		p.st.InBytes = end
-		t.drop(end)
+		if t != nil {
+			t.drop(end)
+		}
 		if n := p.indexSize(); n > maxIndex {
 			// Stop now rather than read the rest of a large image for a
 			// file that could not be finished.
 			return fmt.Errorf("pack: image too large: its index needs %d bytes after %d image bytes, a packed file holds at most %d: %w", n, end, maxIndex, ErrLimit)
 		}
 	}
-	// Whatever the walker read past the last item (nothing for a valid image).
-	if _, err := io.Copy(io.Discard, t); err != nil {
-		return err
+	// Whatever follows the last item (nothing for a valid image).
+	var rest []byte
+	if t != nil {
+		if _, err := io.Copy(io.Discard, t); err != nil {
+			return err
+		}
+		rest = t.buf
+	} else {
+		b, err := io.ReadAll(io.NewSectionReader(p.ra, p.raBase+end, 1<<62))
+		if err != nil {
+			return err
+		}
+		rest = b
 	}
-	if len(t.buf) > 0 {
-		p.literal(t.buf)
-		p.st.InBytes += int64(len(t.buf))
+	if len(rest) > 0 {
+		p.literal(rest)
+		p.st.InBytes += int64(len(rest))
 	}
 	return nil
+}
+
+// readBack returns the first n bytes of item it as a random-access input
+// holds them, checked against what the walker read and checked: the record
+// header and body (the headers of the layers are not compared: the walker
+// keeps them only decoded).
+func (p *packer) readBack(it *image.Item, n int64) ([]byte, error) {
+	if int64(cap(p.rawBuf)) < n {
+		p.rawBuf = make([]byte, n)
+	}
+	b := p.rawBuf[:n]
+	if _, err := p.ra.ReadAt(b, p.raBase+it.Offset); err != nil {
+		return nil, fmt.Errorf("pack: reading back %d image bytes at offset %d: %w", n, it.Offset, err)
+	}
+	same := true
+	switch it.Kind {
+	case image.KindRecord:
+		same = n >= stream.HeaderSize && binary.LittleEndian.Uint32(b) == it.Type && binary.LittleEndian.Uint32(b[4:]) == uint32(len(it.Body))
+		if same {
+			k := min(n-stream.HeaderSize, int64(len(it.Body)))
+			same = bytes.Equal(b[stream.HeaderSize:stream.HeaderSize+k], it.Body[:k])
+		}
+	case image.KindTrailer:
+		k := min(n, int64(len(it.Body)))
+		same = bytes.Equal(b[:k], it.Body[:k])
+	}
+	if !same {
+		return nil, formatErr(it.Offset, "image bytes read back differ from those read: the input changed while being packed", ErrCorrupt)
+	}
+	return b, nil
 }
 
 // literal adds bytes to the skeleton as literal ops. A long run of bytes

@@ -67,15 +67,15 @@ func TestRandomAccessSameOutput(t *testing.T) {
 
 // changedBehind reads as a stream the original image, and at offsets
 // (ReadAt) a copy in which the pages were changed: an input rewritten in
-// place while Pack reads it. fail makes every ReadAt fail.
+// place while Pack reads it. failPages makes reading back a page fail.
 type changedBehind struct {
 	io.Reader
-	at   *bytes.Reader
-	fail bool
+	at        *bytes.Reader
+	failPages bool
 }
 
 func (c *changedBehind) ReadAt(p []byte, off int64) (int, error) {
-	if c.fail {
+	if c.failPages && len(p) == pageSize {
 		return 0, errors.New("read-back failed")
 	}
 	return c.at.ReadAt(p, off)
@@ -126,7 +126,7 @@ func TestRandomAccessNeverTrustsReadBack(t *testing.T) {
 	}{
 		{"read back unchanged", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig)}, 1},
 		{"changed behind", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(changed)}, 0},
-		{"read-back fails", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig), fail: true}, 0},
+		{"read-back of pages fails", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig), failPages: true}, 0},
 	} {
 		packed, st := packOf(t, tc.in, opt)
 		var out bytes.Buffer
@@ -136,5 +136,26 @@ func TestRandomAccessNeverTrustsReadBack(t *testing.T) {
 		if !bytes.Equal(out.Bytes(), orig) || st.DupPages != tc.dups {
 			t.Fatalf("%s: %d duplicate pages (want %d), round trip equal: %v", tc.name, st.DupPages, tc.dups, bytes.Equal(out.Bytes(), orig))
 		}
+	}
+}
+
+// TestRandomAccessRecordChanged: the record bytes Pack reads back from a
+// random-access input are compared with those the walker read and checked;
+// an input changed in between is refused, not packed half old, half new.
+func TestRandomAccessRecordChanged(t *testing.T) {
+	var img bytes.Buffer
+	w := newHVMWriter(&img)
+	w.WriteRecord(&libxc.PageData{Entries: []uint64{1}, Data: bytes.Repeat([]byte{3}, pageSize)})
+	w.WriteRecord(&libxc.HVMContext{Data: []byte("hvm context")})
+	w.Close()
+	orig := img.Bytes()
+	changed := bytes.Replace(orig, []byte("hvm context"), []byte("HVM CONTEXT"), 1)
+	opt := Options{Image: image.Options{Format: image.FormatLibxc}}
+	_, err := Pack(io.Discard, &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(changed)}, opt)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("input changed behind the walker: %v, want ErrCorrupt", err)
+	}
+	if _, err := Pack(io.Discard, &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig)}, opt); err != nil {
+		t.Fatal(err)
 	}
 }
