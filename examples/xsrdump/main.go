@@ -55,7 +55,7 @@ strictly with -verify, and re-encodes it through the xensr Writers with
 -rewrite. Without -verify the walk is relaxed (forensic reading) and the
 verdict is "not verified". PAGE_DATA records are summed up unless -records.
 -verify of a regular file seeks over the page contents, which no check
-reads (zero pages are then not counted); -v, -records or a pipe read them.`, stderr)
+reads (zero pages are then not counted: -v, -records or a pipe count them).`, stderr)
 	fs := cmd.Flags
 	fs.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
 	fs.BoolVar(&c.json, "json", false, "print JSON: the summary and verdict, and with -v or -records the items")
@@ -97,9 +97,10 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		defer fd.Close()
 		in = fd
 	}
-	// -verify of a regular file alone seeks over the page contents (which
-	// no check reads) when nothing printed needs them: -v and -records
-	// list per-record zero pages, -map draws them, -rewrite copies them.
+	// -verify alone keeps the page contents (which no check reads) out of
+	// the walker's buffers when nothing printed needs them: -v and
+	// -records list per-record zero pages, -map draws them, -rewrite
+	// copies them. From a regular file they are not even read.
 	skip := c.verify && !c.verbose && !c.records && c.mapFile == "" && c.rewrite == ""
 	growPipe(in)
 	var src io.Reader = bufio.NewReaderSize(in, 1<<20)
@@ -110,7 +111,7 @@ func run(c config, name string, stdout, stderr io.Writer) int {
 		inHash = sha256.New()
 		src = io.TeeReader(src, inHash)
 	case skip:
-		src = in // the walker reads a regular file with ReadAt
+		src = in // the walker reads a regular file with ReadAt, buffers a stream itself
 	}
 
 	var enc *image.Encoder

@@ -128,6 +128,9 @@ type Item struct {
 	LibxcDomain *libxc.DomainHeader
 	Libxc       libxc.Record // the decoded libxc record (KindRecord in layer "libxc")
 	Pages       *PageStats   // PAGE_DATA records
+	// Unkept says that the page bytes of this PAGE_DATA record in Body
+	// and Libxc are not the guest's (Options.SkipPages).
+	Unkept bool
 }
 
 // Options tune a Walker.
@@ -137,21 +140,23 @@ type Options struct {
 	Checkpointed  bool   // a checkpointed (Remus/COLO) stream: libxc CHECKPOINT records allowed
 	MaxRecordSize int    // zero: stream.DefaultMaxRecordSize
 
-	// SkipPages seeks over the page contents of PAGE_DATA records instead
-	// of reading them, when the input is random-access with a known size:
-	// an *os.File of a regular file (not a pipe or device), a
-	// *bytes.Reader, an *io.SectionReader (anything that is an io.ReaderAt
-	// and an io.Seeker). Every other byte is still read and checked as on
-	// a stream (record headers, PFN entries, lengths, padding, every other
-	// record), so a walk finds the same faults with the same errors; but
-	// the page bytes in such a record's Item.Body and libxc.PageData.Data
-	// are not the guest's (whatever the record buffer held: the walker
-	// does not spend time clearing them), and PageStats counts them as Unread
-	// instead of telling zero pages apart. A page whose record runs past
-	// the end of the input is read, so truncation is reported as on a
-	// stream. The walker then reads with ReadAt from the input's offset at
-	// NewWalker and leaves that offset where it was. Other inputs are read
-	// in full.
+	// SkipPages keeps the page contents of PAGE_DATA records out of the
+	// record buffers, for a walk that needs only the checks and the
+	// statistics (a verify). Every other byte is read and checked as
+	// without it (record headers, PFN entries, lengths, padding, every
+	// other record), so a walk finds the same faults with the same errors;
+	// but the page bytes in such a record's Item.Body and
+	// libxc.PageData.Data are not the guest's (whatever the record buffer
+	// held: the walker does not spend time clearing them), and Item.Unkept
+	// says so.
+	//
+	// A random-access input (see RandomAccess: a regular file, a
+	// *bytes.Reader) is read with ReadAt from its offset at NewWalker, which
+	// it leaves where it was, and the page contents are not read at all:
+	// PageStats counts them as Unread instead of telling zero pages apart.
+	// (A record that runs past the end of the input is read, so truncation
+	// is reported as without SkipPages.) A stream is read through a 64 KiB
+	// buffer, every byte of it, and its zero pages are counted as usual.
 	SkipPages bool
 }
 
@@ -213,22 +218,22 @@ type Walker struct {
 	item  Item
 	sum   Summary
 
-	skip *skipReader // Options.SkipPages on a random-access input
+	skip *skipReader // Options.SkipPages
 }
 
 // NewWalker returns a Walker reading r from its first byte.
 func NewWalker(r io.Reader, opt Options) *Walker {
 	w := &Walker{opt: opt, src: r, sum: Summary{Records: map[string]int{}}}
 	if opt.SkipPages {
-		if s := newSkipReader(r); s != nil {
-			w.skip, w.src = s, s
-		}
+		w.skip = newSkipReader(r)
+		w.src = w.skip
 	}
 	return w
 }
 
-// SkippedBytes returns how many bytes of page contents the walk served
-// without reading them (Options.SkipPages); zero on a stream.
+// SkippedBytes returns how many bytes of page contents the walk kept out of
+// its record buffers (Options.SkipPages): not read at all from a
+// random-access input, read and counted but not kept from a stream.
 func (w *Walker) SkippedBytes() int64 {
 	if w.skip == nil {
 		return 0
@@ -456,9 +461,16 @@ func (w *Walker) libxcRecord() (*Item, error) {
 	it := w.newItem(libxc.Layer, KindRecord, libxc.RecordType(cur.Type).String(), cur.Offset, int64(cur.PaddedSize()))
 	it.Type, it.Index, it.Body, it.Libxc = cur.Type, cur.Index, cur.Body, rec
 	w.off = cur.Offset + it.Size
+	it.Unkept = unread
 	switch r := rec.(type) {
 	case *libxc.PageData:
-		w.pages = pageStats(r, unread)
+		if unread && w.skip.counted() {
+			// Read and counted by the skipReader, not kept.
+			w.pages = pageStats(r, true)
+			w.pages.Unread, w.pages.ZeroPages = 0, w.skip.zero
+		} else {
+			w.pages = pageStats(r, unread)
+		}
 		w.sum.Pages.add(&w.pages)
 		it.Pages = &w.pages
 	case *libxc.End:

@@ -38,9 +38,9 @@ func (m *MemoryMap) Add(it *Item) {
 	if !ok {
 		return
 	}
-	// A walk with Options.SkipPages did not read the page contents: they
+	// A walk with Options.SkipPages did not keep the page contents: they
 	// are drawn as data, not told apart from zero pages.
-	unread := it.Pages != nil && it.Pages.Unread > 0
+	unread := it.Unkept
 	st := pageStats(p, unread)
 	m.stats.add(&st)
 	p.Pages(func(_ int, pfn uint64, t libxc.PageType, data []byte) bool {

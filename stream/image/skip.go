@@ -1,6 +1,7 @@
 package image
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"os"
@@ -9,30 +10,47 @@ import (
 	"github.com/xensr/xensr/stream/libxc"
 )
 
-// A skipReader serves a random-access input to the layers' readers as a
-// plain io.Reader, and passes over the page contents of PAGE_DATA records
-// without reading them: the Walker arms it at the start of each libxc
-// record (arm), and when that record is a PAGE_DATA record whose page data
-// lies wholly inside the input, the bytes from the end of its PFN array to
-// the end of its body are not read. Every other byte (record headers, the
-// count, reserved field and PFN entries, padding, every other record) is
-// read from the input, so the layers check exactly what they check on a
-// stream; only the page contents, which no check looks at, are not read.
+// A skipReader serves the input to the layers' readers as a plain
+// io.Reader, and keeps the page contents of PAGE_DATA records out of their
+// record buffers: the Walker arms it at the start of each libxc record
+// (arm), and when that record is a PAGE_DATA record, the bytes from the end
+// of its PFN array to the end of its body (the window) are counted as read
+// but not written into the caller's buffer. Every other byte (record
+// headers, the count, reserved field and PFN entries, padding, every other
+// record) is handed out, so the layers check exactly what they check
+// without it; only the page contents, which no check looks at, are kept
+// out.
 //
-// It reads with ReadAt at its own position and keeps no buffer beyond the
-// record head it peeked at; the input's own offset is not used.
+// A random-access input (RandomAccess) is read with ReadAt at the reader's
+// own position, and a window that ends inside the input is not read at all
+// (one that runs past its end is read, so truncation is reported as
+// without it). A stream is read through a 64 KiB buffer and every byte of
+// a window is read from it into a small scratch buffer, where whole zero
+// pages are counted: the record buffer's pages are never written.
+//
+// Leaving the caller's buffer unwritten matters: on some virtual machines
+// the first touch of a page of fresh memory costs more than the rest of a
+// verify.
 type skipReader struct {
-	ra   io.ReaderAt
-	base int64 // the input's offset at NewWalker: the Walker's offset 0
-	pos  int64 // offset in the input of the next byte handed out
-	size int64 // the input's size: a window must end within it
+	ra   io.ReaderAt   // a random-access input, or nil
+	br   *bufio.Reader // a stream
+	base int64         // the input's offset at NewWalker: the Walker's offset 0
+	pos  int64         // offset in the input of the next byte handed out
+	size int64         // a random-access input's size: a window must end within it
 
-	// The armed window [from, to): served as zeros.
+	// The armed window [from, to).
 	from, to int64
-	// skipped counts the bytes served without reading.
+	// skipped counts the window bytes handed out as read.
 	skipped int64
 
-	// head holds the bytes at [headOff, headOff+len(head)) peeked by arm.
+	// A stream's window is read into scratch; zero counts its whole zero
+	// pages, pageZero says whether the page being read is zero so far.
+	scratch  []byte
+	zero     int64
+	pageZero bool
+
+	// head holds the bytes at [headOff, headOff+len(head)) peeked by arm
+	// (random-access input).
 	head    []byte
 	headOff int64
 	hbuf    [4096]byte
@@ -73,70 +91,89 @@ func RandomAccess(r io.Reader) (ra io.ReaderAt, base, size int64, ok bool) {
 	return ra, base, size, true
 }
 
-// newSkipReader returns a skipReader for r when RandomAccess accepts it, or
-// nil. Its base is r's current offset: the Walker's offsets count from it.
+// newSkipReader returns a skipReader for r: one that reads r at offsets
+// when RandomAccess accepts it (its base is then r's current offset: the
+// Walker's offsets count from it), a buffered one otherwise.
 func newSkipReader(r io.Reader) *skipReader {
-	ra, base, size, ok := RandomAccess(r)
-	if !ok {
-		return nil
+	s := &skipReader{from: -1, to: -1}
+	if ra, base, size, ok := RandomAccess(r); ok {
+		s.ra, s.base, s.pos, s.size = ra, base, base, size
+	} else {
+		s.br = bufio.NewReaderSize(r, 64<<10)
+		s.scratch = make([]byte, 16<<10)
 	}
-	return &skipReader{ra: ra, base: base, pos: base, size: size, from: -1, to: -1}
+	return s
 }
 
-// arm is called with the offset in the input at which
-// the next libxc record starts, before the libxc reader reads it. It reports
-// whether the record's page contents will be served without reading. A
-// record whose head cannot be read, or whose lengths do not describe page
-// data inside the input, is read in full, so the libxc reader reports its
-// faults exactly as on a stream.
+// counted reports whether the pages of a window are read and their zero
+// pages counted (a stream), rather than not read at all.
+func (s *skipReader) counted() bool { return s.br != nil }
+
+// arm is called with the offset in the input at which the next libxc
+// record starts, before the libxc reader reads it. It reports whether the
+// record's page contents will be kept out of the record buffer. A record
+// whose head cannot be read, or whose lengths describe no page data (or,
+// in a random-access input, page data past its end), is handed out whole,
+// so the libxc reader reports its faults exactly as without a skipReader.
 func (s *skipReader) arm(off int64) bool {
-	s.from, s.to = -1, -1
+	s.from, s.to, s.zero, s.pageZero = -1, -1, 0, true
 	if off != s.pos {
 		return false
 	}
-	s.peek()
-	if len(s.head) < stream.HeaderSize+8 {
+	var head []byte
+	if s.br != nil {
+		head, _ = s.br.Peek(stream.HeaderSize + 8)
+	} else {
+		n, _ := s.ra.ReadAt(s.hbuf[:], s.pos)
+		s.head, s.headOff = s.hbuf[:n], s.pos
+		head = s.head
+	}
+	if len(head) < stream.HeaderSize+8 {
 		return false
 	}
 	le := binary.LittleEndian
-	if le.Uint32(s.head[0:]) != uint32(libxc.TypePageData) {
+	if le.Uint32(head[0:]) != uint32(libxc.TypePageData) {
 		return false
 	}
-	length := int64(le.Uint32(s.head[4:]))
-	count := int64(le.Uint32(s.head[stream.HeaderSize:]))
+	length := int64(le.Uint32(head[4:]))
+	count := int64(le.Uint32(head[stream.HeaderSize:]))
 	from := off + stream.HeaderSize + 8 + 8*count // after the PFN array
 	to := off + stream.HeaderSize + length        // the end of the body
-	if from >= to || to > s.size {
+	if from >= to || (s.ra != nil && to > s.size) {
 		return false
 	}
 	s.from, s.to = from, to
 	return true
 }
 
-// peek reads the head of what follows s.pos into s.head.
-func (s *skipReader) peek() {
-	n, _ := s.ra.ReadAt(s.hbuf[:], s.pos)
-	s.head, s.headOff = s.hbuf[:n], s.pos
-}
-
-// Read hands out the next bytes: the input's bytes, except inside the armed
-// window, where it counts the bytes as read but leaves p as it was (not
-// even clearing it: on this machine's kind, touching the pages of a record
-// buffer costs more than the rest of a verify). The libxc reader keeps them
+// Read hands out the next bytes of the input; inside the armed window it
+// counts them as read but leaves p as it was (the libxc reader keeps them
 // as the record's page data, which Options.SkipPages documents as not the
-// guest's.
+// guest's).
 func (s *skipReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	if s.pos >= s.from && s.pos < s.to {
 		n := int(min(int64(len(p)), s.to-s.pos))
+		if s.br != nil {
+			m, err := s.br.Read(s.scratch[:min(n, len(s.scratch))])
+			s.countZero(s.scratch[:m])
+			s.pos += int64(m)
+			s.skipped += int64(m)
+			return m, err
+		}
 		s.pos += int64(n)
 		s.skipped += int64(n)
 		return n, nil
 	}
 	if s.pos < s.from {
 		p = p[:min(int64(len(p)), s.from-s.pos)]
+	}
+	if s.br != nil {
+		n, err := s.br.Read(p)
+		s.pos += int64(n)
+		return n, err
 	}
 	if i := s.pos - s.headOff; i >= 0 && i < int64(len(s.head)) {
 		n := copy(p, s.head[i:])
@@ -149,4 +186,24 @@ func (s *skipReader) Read(p []byte) (int, error) {
 		err = nil // the next Read reports it
 	}
 	return n, err
+}
+
+// countZero counts the whole zero pages among window bytes b, which follow
+// the window bytes read before (s.pos is still b's first offset).
+func (s *skipReader) countZero(b []byte) {
+	at := (s.pos - s.from) % libxc.PageSize
+	for len(b) > 0 {
+		k := min(int64(len(b)), libxc.PageSize-at)
+		if s.pageZero && !allZero(b[:k]) {
+			s.pageZero = false
+		}
+		b = b[k:]
+		at += k
+		if at == libxc.PageSize {
+			if s.pageZero {
+				s.zero++
+			}
+			s.pageZero, at = true, 0
+		}
+	}
 }

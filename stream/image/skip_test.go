@@ -26,6 +26,7 @@ type walkResult struct {
 	sum     Summary
 	err     error
 	skipped int64
+	unkept  int // items marked Unkept
 }
 
 func walkWith(r io.Reader, opt Options) walkResult {
@@ -41,7 +42,10 @@ func walkWith(r io.Reader, opt Options) walkResult {
 			break
 		}
 		c := *it
-		c.Body, c.Libxc, c.Pages = nil, nil, nil
+		if c.Unkept {
+			res.unkept++
+		}
+		c.Body, c.Libxc, c.Pages, c.Unkept = nil, nil, nil, false
 		c.XL, c.Libxl, c.LibxcImage, c.LibxcDomain = nil, nil, nil, nil
 		res.items = append(res.items, c)
 	}
@@ -49,12 +53,13 @@ func walkWith(r io.Reader, opt Options) walkResult {
 	return res
 }
 
-// threeWays walks in as a stream, and with SkipPages from a *bytes.Reader
-// and from a regular file.
-func threeWays(t *testing.T, in []byte, opt Options) (str, mem, file walkResult) {
+// fourWays walks in as a stream, and with SkipPages as a stream, from a
+// *bytes.Reader and from a regular file.
+func fourWays(t *testing.T, in []byte, opt Options) (str, skipStr, mem, file walkResult) {
 	t.Helper()
 	str = walkWith(streamOnly{bytes.NewReader(in)}, opt)
 	opt.SkipPages = true
+	skipStr = walkWith(streamOnly{bytes.NewReader(in)}, opt)
 	mem = walkWith(bytes.NewReader(in), opt)
 	path := filepath.Join(t.TempDir(), "image")
 	if err := os.WriteFile(path, in, 0o600); err != nil {
@@ -66,13 +71,14 @@ func threeWays(t *testing.T, in []byte, opt Options) (str, mem, file walkResult)
 	}
 	defer f.Close()
 	file = walkWith(f, opt)
-	return str, mem, file
+	return str, skipStr, mem, file
 }
 
-// sameVerdict fails t unless the skipping walk saw what the streaming walk
+// sameVerdict fails t unless the skipping walk saw what the plain walk
 // saw: the same items, the same error (text and every FormatError field),
-// and the same summary but for the page contents it did not read.
-func sameVerdict(t *testing.T, what string, str, skip walkResult) {
+// and the same summary but for the page contents it did not read (or, from
+// a stream, read and counted without keeping: counted).
+func sameVerdict(t *testing.T, what string, str, skip walkResult, counted bool) {
 	t.Helper()
 	if (str.err == nil) != (skip.err == nil) || (str.err != nil && str.err.Error() != skip.err.Error()) {
 		t.Fatalf("%s: streaming walk: %v; skipping walk: %v", what, str.err, skip.err)
@@ -85,7 +91,11 @@ func sameVerdict(t *testing.T, what string, str, skip walkResult) {
 		t.Fatalf("%s: items differ: %d streaming, %d skipping", what, len(str.items), len(skip.items))
 	}
 	a, b := str.sum, skip.sum
-	if skip.err == nil && b.Pages.Unread*libxc.PageSize != skip.skipped {
+	switch {
+	case skip.err != nil:
+	case counted && (b.Pages.Unread != 0 || b.Pages.ZeroPages != a.Pages.ZeroPages || b.Pages.DataPages*libxc.PageSize != skip.skipped):
+		t.Errorf("%s: from a stream: %d unread, %d zero pages (want 0 and %d), %d bytes kept out for %d data pages", what, b.Pages.Unread, b.Pages.ZeroPages, a.Pages.ZeroPages, skip.skipped, b.Pages.DataPages)
+	case !counted && b.Pages.Unread*libxc.PageSize != skip.skipped:
 		t.Errorf("%s: %d unread pages but %d bytes not read", what, b.Pages.Unread, skip.skipped)
 	}
 	a.Pages.ZeroPages, a.Pages.Unread = 0, 0
@@ -95,23 +105,28 @@ func sameVerdict(t *testing.T, what string, str, skip walkResult) {
 	}
 }
 
-// TestSkipPagesSameWalk: on every valid fixture, a walk that seeks over the
-// page contents sees the items and summary of a walk that reads them, and
-// passes over exactly the data pages.
+// TestSkipPagesSameWalk: on every valid fixture, a walk that keeps the page
+// contents out of its buffers sees the items and summary of a walk that
+// keeps them, and passes over exactly the data pages (from a file, not
+// reading them; from a stream, reading and counting them).
 func TestSkipPagesSameWalk(t *testing.T) {
 	for _, f := range validFixtures {
 		t.Run(f.name, func(t *testing.T) {
 			in := fixture(t, f.name)
 			opt := Options{Checkpointed: f.checkpoints > 0}
-			str, mem, file := threeWays(t, in, opt)
+			str, skipStr, mem, file := fourWays(t, in, opt)
 			if str.err != nil {
 				t.Fatal(str.err)
 			}
-			sameVerdict(t, "bytes.Reader", str, mem)
-			sameVerdict(t, "file", str, file)
+			sameVerdict(t, "stream", str, skipStr, true)
+			sameVerdict(t, "bytes.Reader", str, mem, false)
+			sameVerdict(t, "file", str, file, false)
 			p := file.sum.Pages
 			if p.DataPages == 0 || p.Unread != p.DataPages || p.ZeroPages != 0 || str.sum.Pages.Unread != 0 {
 				t.Fatalf("pages: streaming %+v, skipping %+v", str.sum.Pages, p)
+			}
+			if str.unkept != 0 || skipStr.unkept == 0 || file.unkept != skipStr.unkept {
+				t.Fatalf("items marked Unkept: %d plain, %d stream, %d file", str.unkept, skipStr.unkept, file.unkept)
 			}
 			t.Logf("%d bytes, %d data pages: %d bytes not read", len(in), p.DataPages, file.skipped)
 		})
@@ -195,13 +210,14 @@ func TestSkipPagesSameErrors(t *testing.T) {
 		}
 		for _, c := range cases {
 			what := name + ": " + c.name
-			str, mem, file := threeWays(t, c.in, Options{})
+			str, skipStr, mem, file := fourWays(t, c.in, Options{})
 			if c.want == nil && str.err != nil || c.want == errAny && str.err == nil || c.want != nil && c.want != errAny && !errors.Is(str.err, c.want) {
 				t.Errorf("%s: streaming walk: %v, want %v", what, str.err, c.want)
 				continue
 			}
-			sameVerdict(t, what+" (bytes.Reader)", str, mem)
-			sameVerdict(t, what+" (file)", str, file)
+			sameVerdict(t, what+" (stream)", str, skipStr, true)
+			sameVerdict(t, what+" (bytes.Reader)", str, mem, false)
+			sameVerdict(t, what+" (file)", str, file, false)
 			if c.in[a.Offset+4] == in[a.Offset+4] && c.in[a.Offset+8] == in[a.Offset+8] && int64(len(c.in)) >= a.Offset+a.Size && file.skipped == 0 {
 				t.Errorf("%s: the skipping walk read A's page contents", what)
 			}
@@ -256,10 +272,12 @@ func TestSkipPagesRandomDamage(t *testing.T) {
 		}
 		str := walkWith(streamOnly{bytes.NewReader(c)}, Options{})
 		mem := walkWith(bytes.NewReader(c), Options{SkipPages: true})
+		skipStr := walkWith(streamOnly{bytes.NewReader(c)}, Options{SkipPages: true})
 		if str.err != nil {
 			failed++
 		}
-		sameVerdict(t, what, str, mem)
+		sameVerdict(t, what, str, mem, false)
+		sameVerdict(t, what+" (stream)", str, skipStr, true)
 	}
 	t.Logf("%d damaged images, %d refused, same verdicts", n, failed)
 }
