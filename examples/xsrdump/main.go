@@ -9,7 +9,11 @@
 // range, page types). -verify checks the stream strictly, refusing what Xen
 // 4.17's restore refuses (with the xl configuration's guest type and vCPU
 // count when the file has one), and exits 1 with the first error as soon as
-// it is found (without -verify the walk is relaxed, for forensic reading). -rewrite writes the re-encoded image to OUT and reports whether
+// it is found (without -verify the walk is relaxed, for forensic reading).
+// -verify alone seeks over the page contents of a regular file, which no
+// check reads (zero pages are then not counted), and reads a pipe whole,
+// counting zero pages without keeping the pages (image.Options.SkipPages).
+// -rewrite writes the re-encoded image to OUT and reports whether
 // it is byte-identical to the input. -c declares a checkpointed (Remus/COLO)
 // stream, whose libxc rounds end in CHECKPOINT records.
 package main
