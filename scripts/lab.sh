@@ -72,15 +72,6 @@ sfx() { [ "$1" = 4.17 ] && echo "$2" || echo "$1-$2"; } # serial-*/results-* nam
 flavour() {
 	local xen=$1 xs frc=0 tb log want b
 	for xs in ${XENSR_LAB_XS:-c ocaml}; do
-		# Xen 4.20's oxenstored loads a xenctrl plugin
-		# (/usr/lib/xen-4.20/ocaml/xsd_glue/xenctrl_plugin/) that the 4.20
-		# initramfs does not carry yet: it dies at boot and dom0 hangs on
-		# xenbus. Until build.sh packs the plugin, 4.20 boots the C xenstored
-		# only; XENSR_LAB_OCAML_420=1 tries oxenstored anyway.
-		if [ "$xs" = ocaml ] && [ "$xen" != 4.17 ] && [ "${XENSR_LAB_OCAML_420:-0}" != 1 ]; then
-			echo "== xenlab: Xen $xen with oxenstored: SKIPPED (its xenctrl plugin is not in the initramfs; XENSR_LAB_OCAML_420=1 tries)"
-			continue
-		fi
 		if [ "$xs" != c ]; then
 			want=0
 			for b in "$OUT"/bin/*.test; do grep -qx "$(basename "$b" .test)" "$OUT/xs-pkgs.txt" && want=1; done
@@ -133,8 +124,6 @@ for xen in xens:
         name = p.lstrip("./").replace("/", "_")
         if fl != "c" and name not in xs_pkgs:
             continue
-        if fl == "ocaml" and xen != "4.17" and os.environ.get("XENSR_LAB_OCAML_420") != "1":
-            continue  # skipped above, loudly
         res = "results-" + (fl if xen == "4.17" else xen + "-" + fl)
         log = os.path.join(out, res, name + ".log")
         rcf = os.path.join(out, res, name + ".rc")
