@@ -156,7 +156,8 @@ type Options struct {
 	// PageStats counts them as Unread instead of telling zero pages apart.
 	// (A record that runs past the end of the input is read, so truncation
 	// is reported as without SkipPages.) A stream is read through a 64 KiB
-	// buffer, every byte of it, and its zero pages are counted as usual.
+	// buffer, every byte of it (the page contents straight into a scratch
+	// buffer), and its zero pages are counted as usual.
 	SkipPages bool
 }
 

@@ -100,7 +100,9 @@ func newSkipReader(r io.Reader) *skipReader {
 		s.ra, s.base, s.pos, s.size = ra, base, base, size
 	} else {
 		s.br = bufio.NewReaderSize(r, 64<<10)
-		s.scratch = make([]byte, 16<<10)
+		// Larger than the buffer, so that bufio reads window bytes
+		// straight into it rather than copying them through its own.
+		s.scratch = make([]byte, 256<<10)
 	}
 	return s
 }
