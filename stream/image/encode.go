@@ -80,7 +80,9 @@ func (e *Encoder) xcOut() io.Writer {
 }
 
 // Rewrite walks r and re-encodes every item to w, returning the summary.
+// It needs the page contents: opt.SkipPages is ignored.
 func Rewrite(w io.Writer, r io.Reader, opt Options) (Summary, error) {
+	opt.SkipPages = false
 	enc := NewEncoder(w)
 	return Walk(r, opt, enc.Encode)
 }

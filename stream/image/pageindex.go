@@ -39,8 +39,10 @@ type PageIndex struct {
 }
 
 // IndexPages walks the image in r (size bytes) strictly with opt and
-// indexes its pages. Set opt.Checkpointed for a checkpointed stream.
+// indexes its pages. Set opt.Checkpointed for a checkpointed stream. It
+// notes where the pages are without reading them (Options.SkipPages).
 func IndexPages(r io.ReaderAt, size int64, opt Options) (*PageIndex, error) {
+	opt.SkipPages = true
 	x := &PageIndex{r: r}
 	at := map[uint64]int{} // PFN -> index in x.refs while walking
 	sum, err := Walk(io.NewSectionReader(r, 0, size), opt, func(it *Item) error {

@@ -21,7 +21,7 @@ import (
 
 // Options tune Pack.
 type Options struct {
-	Image image.Options // how to walk the image (format, relaxed, checkpointed)
+	Image image.Options // how to walk the image (format, relaxed, checkpointed; not SkipPages)
 	// Level trades speed for size; zero means LevelDefault.
 	Level Level
 	// Concurrency is how many blocks are compressed at once; zero means
@@ -170,6 +170,7 @@ type packer struct {
 // Pack reads an image from r and writes its packed form to w. Blocks are
 // compressed on every core while the image is read.
 func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
+	opt.Image.SkipPages = false // Pack packs the pages
 	level, err := opt.Level.zstdLevel()
 	if err != nil {
 		return Stats{}, err
