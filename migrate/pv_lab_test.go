@@ -20,18 +20,26 @@ import (
 	"github.com/xensr/xensr/stream/pv"
 )
 
-// pvLabGate skips the PV lab cells unless XENSR_LAB_PV=1: they land before
-// a lab run has proven them (see /work/notes/pv.md), so CI does not run
-// them by default yet.
-func pvLabGate(t *testing.T) {
+// pvLabUnproven skips a PV lab cell that no lab run has passed yet unless
+// XENSR_LAB_PV=1 (see the issue note for what each run showed).
+func pvLabUnproven(t *testing.T) {
 	t.Helper()
-	labtest.Require(t)
 	if os.Getenv("XENSR_LAB_PV") != "1" {
-		t.Skip("SKIP-PV-UNPROVEN: the PV save/restore lab cells run only with XENSR_LAB_PV=1 until a lab run has passed them")
+		t.Skip("SKIP-PV-UNPROVEN: this PV lab cell runs only with XENSR_LAB_PV=1 until a lab run has passed it")
 	}
 }
 
 var pvLabGuests = []struct{ name, cfg string }{{"guest1", labtest.GuestPV}, {"guest2", labtest.GuestPV2}}
+
+// pvLabGuest skips the cells of guest2 unless XENSR_LAB_PV_GUEST2=1: with
+// both guests the PV cells outgrow the package's 15-minute lab budget
+// (XENSR_LAB_TEST_TIMEOUT) under TCG.
+func pvLabGuest(t *testing.T, name string) {
+	t.Helper()
+	if name != "guest1" && os.Getenv("XENSR_LAB_PV_GUEST2") != "1" {
+		t.Skipf("SKIP-PV-GUEST2: the %s cells run only with XENSR_LAB_PV_GUEST2=1 (and a longer XENSR_LAB_TEST_TIMEOUT): both guests outgrow the 15-minute budget", name)
+	}
+}
 
 func pvLabDomid(t *testing.T, name string) uint32 {
 	t.Helper()
@@ -106,11 +114,12 @@ func goSavePV(t *testing.T, name, file string, opt SaveOptions, commit bool) (St
 // for what legitimately moved between the two saves (named in the report).
 // Then the guest is unpaused and counts on.
 func TestLabPVSaveMatchesXl(t *testing.T) {
-	pvLabGate(t)
+	labtest.Require(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-save-matches-xl.txt")
 	for _, g := range pvLabGuests {
 		t.Run(g.name, func(t *testing.T) {
+			pvLabGuest(t, g.name)
 			rep.t = t
 			name := labtest.CreateGuest(t, g.cfg)
 			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
@@ -277,11 +286,12 @@ func comparePVImages(t *testing.T, rep *pvLabReport, name string, x, g *pvImage)
 // the guest counting; a non-live Go save restored by xl restore counts on;
 // and the same guest saved and restored by xl, timed against the Go save.
 func TestLabPVGoSaveXlRestore(t *testing.T) {
-	pvLabGate(t)
+	labtest.Require(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-go-save-xl-restore.txt")
 	for _, g := range pvLabGuests {
 		t.Run(g.name, func(t *testing.T) {
+			pvLabGuest(t, g.name)
 			rep.t = t
 			name := labtest.CreateGuest(t, g.cfg)
 			file := "/tmp/pv-go-" + name + ".save"
@@ -382,11 +392,13 @@ func goRestorePV(t *testing.T, file string) time.Duration {
 // Go-restored guest saved by xl save and restored by xl restore; the
 // counter goes on each time.
 func TestLabPVRestore(t *testing.T) {
-	pvLabGate(t)
+	labtest.Require(t)
+	pvLabUnproven(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-restore.txt")
 	for _, g := range pvLabGuests {
 		t.Run(g.name, func(t *testing.T) {
+			pvLabGuest(t, g.name)
 			rep.t = t
 			name := labtest.CreateGuest(t, g.cfg)
 			xfile, gfile := "/tmp/pv-xl-r-"+name+".save", "/tmp/pv-go-r-"+name+".save"
