@@ -124,7 +124,15 @@ func (s *skipReader) arm(off int64) bool {
 	}
 	var head []byte
 	if s.br != nil {
-		head, _ = s.br.Peek(stream.HeaderSize + 8)
+		// Wait only for bytes the libxc reader reads next anyway: the
+		// header, and the count of a PAGE_DATA record that has one (a
+		// live stream's sender may wait for an answer after a short
+		// record).
+		head, _ = s.br.Peek(stream.HeaderSize)
+		le := binary.LittleEndian
+		if len(head) == stream.HeaderSize && le.Uint32(head) == uint32(libxc.TypePageData) && le.Uint32(head[4:]) >= 8 {
+			head, _ = s.br.Peek(stream.HeaderSize + 8)
+		}
 	} else {
 		n, _ := s.ra.ReadAt(s.hbuf[:], s.pos)
 		s.head, s.headOff = s.hbuf[:n], s.pos

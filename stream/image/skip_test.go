@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
@@ -304,4 +305,63 @@ func FuzzSkipPages(f *testing.F) {
 		sameVerdict(t, "bytes.Reader", str, mem, false)
 		sameVerdict(t, "stream", str, skipStr, true)
 	})
+}
+
+// shortReads hands out what it holds, and then blocks (as a live stream
+// whose sender waits for an answer) instead of reporting the end.
+type shortReads struct {
+	b     []byte
+	block chan struct{}
+}
+
+func (s *shortReads) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		<-s.block
+		return 0, io.EOF
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// TestSkipPagesReadsNoFurther: from a stream, SkipPages waits for no byte
+// the walker would not read: a stream that stops right after the libxc
+// END record (8 bytes, less than a PAGE_DATA head) still yields END.
+func TestSkipPagesReadsNoFurther(t *testing.T) {
+	img := smallImage(t, 0)
+	var endAt int64 = -1
+	Walk(bytes.NewReader(img), Options{}, func(it *Item) error {
+		if it.Layer == libxc.Layer && it.Kind == KindRecord && it.Type == uint32(libxc.TypeEnd) {
+			endAt = it.Offset + it.Size
+		}
+		return nil
+	})
+	if endAt < 0 {
+		t.Fatal("no libxc END")
+	}
+	in := &shortReads{b: img[:endAt], block: make(chan struct{})}
+	defer close(in.block)
+	w := NewWalker(in, Options{SkipPages: true})
+	got := make(chan bool, 1)
+	go func() {
+		for {
+			it, err := w.Next()
+			if err != nil {
+				got <- false
+				return
+			}
+			if it.Layer == libxc.Layer && it.Kind == KindRecord && it.Type == uint32(libxc.TypeEnd) {
+				got <- true
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("walk failed before the libxc END")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the walk waited for bytes after the libxc END record")
+	}
 }
