@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,26 @@ func checkPages(t *testing.T, img []byte, opt Options, f *File) {
 	f.once.Do(f.buildTable)
 	if len(want) != len(f.table) {
 		t.Fatalf("index has %d (round, pfn) pairs, image %d", len(f.table), len(want))
+	}
+	// Pages lists exactly those pairs, in round then PFN order, and says
+	// which are zero pages.
+	n, last := 0, PageRef{Round: -1}
+	for ref := range f.Pages() {
+		d, ok := want[[2]uint64{uint64(ref.Round), ref.PFN}]
+		if !ok {
+			t.Fatalf("Pages lists round %d pfn %#x, which the image does not hold", ref.Round, ref.PFN)
+		}
+		if ref.Zero != !slices.ContainsFunc(d, func(b byte) bool { return b != 0 }) {
+			t.Fatalf("Pages: round %d pfn %#x zero=%v", ref.Round, ref.PFN, ref.Zero)
+		}
+		if ref.Round < last.Round || ref.Round == last.Round && ref.PFN <= last.PFN {
+			t.Fatalf("Pages out of order: %+v after %+v", ref, last)
+		}
+		last = ref
+		n++
+	}
+	if n != len(want) {
+		t.Fatalf("Pages listed %d pages, the image holds %d", n, len(want))
 	}
 	for k, d := range want {
 		got, err := f.Page(int(k[0]), k[1])

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"iter"
 	"runtime"
 	"slices"
 	"sync"
@@ -680,6 +681,29 @@ func (f *File) Page(round int, pfn uint64) ([]byte, error) {
 		}
 	}
 	return nil, formatErr(0, fmt.Sprintf("page id %d in no block", id), ErrCorrupt)
+}
+
+// A PageRef names one page a packed file holds: the last copy of PFN sent
+// in checkpoint round Round (0 for a plain save).
+type PageRef struct {
+	Round int
+	PFN   uint64
+	Zero  bool // an all-zero page (stored as no data)
+}
+
+// Pages lists every page the file holds, in round then PFN order, one
+// PageRef per (round, PFN): what Page can read, without decompressing any
+// page. The first call builds the page table (16 bytes per occurrence), as
+// Page does.
+func (f *File) Pages() iter.Seq[PageRef] {
+	return func(yield func(PageRef) bool) {
+		f.once.Do(f.buildTable)
+		for _, o := range f.table {
+			if !yield(PageRef{Round: int(o.round), PFN: o.pfn, Zero: o.id == 0}) {
+				return
+			}
+		}
+	}
 }
 
 // NonPage writes every byte of the image that is not page contents (the
