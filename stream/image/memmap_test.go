@@ -105,3 +105,38 @@ func TestMemoryMapBounded(t *testing.T) {
 		t.Fatalf("squares %v", n)
 	}
 }
+
+// TestMemoryMapFoldsHoles: whole rows of no-data pages (a PVH guest's
+// hole) fold into one labelled band that still counts its squares; rows
+// with a page of data in them are drawn square by square.
+func TestMemoryMapFoldsHoles(t *testing.T) {
+	var m MemoryMap
+	const cols = 256
+	for pfn := uint64(0); pfn < 10*cols; pfn++ {
+		switch {
+		case pfn < 300:
+			m.set(pfn, mapData)
+		case pfn == 7*cols+5: // a page inside the hole keeps its row drawn
+			m.set(pfn, mapZero)
+		default:
+			m.set(pfn, mapNoData)
+		}
+	}
+	var svg bytes.Buffer
+	if err := m.WriteSVG(&svg, "hole"); err != nil {
+		t.Fatal(err)
+	}
+	got := svgCounts(t, svg.Bytes())
+	// Rows 0-1 hold data (300 PFNs), rows 2-6 are a hole (folded: 5
+	// rows), row 7 has the zero page, rows 8-9 are two empty rows (too
+	// few to fold).
+	want := map[string]int{"data": 300, "zero": 1, "gap": 5 * cols, "nodata": (2*cols - 300) + (cols - 1) + 2*cols}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s squares: %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	if !bytes.Contains(svg.Bytes(), []byte("PFN 0x200-0x6ff: no data (XTAB, XALLOC, BROKEN), 5 rows folded")) {
+		t.Errorf("no band label for the hole:\n%s", svg.Bytes())
+	}
+}
