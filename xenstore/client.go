@@ -88,23 +88,29 @@ func NewClient(conn io.ReadWriteCloser) *Client {
 	return c
 }
 
-// An Option configures a Client made by DialWith or Dial.
-type Option func(*Client)
+// Options configure a Client: Options{...}.Dial(ctx, dial) makes one.
+type Options struct {
+	// Redial makes the Client ride through a daemon that drops its
+	// connection (a restart; a live update of a daemon that does not keep
+	// sockets): when the connection breaks, requests in flight fail with
+	// ErrClosed (they may or may not have been applied), the Client dials
+	// again with backoff until it connects or is closed, and meanwhile new
+	// requests wait (bounded by their contexts). On the new connection it
+	// registers every open Watch again, so each gets the event the daemon
+	// fires for a new watch and C stays open; transactions of the old
+	// connection fail with ErrTxLost (an EAGAIN), so Transaction runs them
+	// again.
+	Redial bool
+}
 
-// Redial makes the Client ride through a daemon that drops its connection
-// (a restart; a live update of a daemon that does not keep sockets): when
-// the connection breaks, requests in flight fail with ErrClosed (they may
-// or may not have been applied), the Client dials again with backoff until
-// it connects or is closed, and meanwhile new requests wait (bounded by
-// their contexts). On the new connection it registers every open Watch
-// again, so each gets the event the daemon fires for a new watch and C
-// stays open; transactions of the old connection fail with ErrTxLost (an
-// EAGAIN), so Transaction runs them again.
-func Redial() Option { return func(c *Client) { c.redial = true } }
+// DialWith connects with dial and keeps it for Reconnect: Options{}.Dial.
+func DialWith(ctx context.Context, dial Dialer) (*Client, error) {
+	return Options{}.Dial(ctx, dial)
+}
 
-// DialWith connects with dial and keeps it for Reconnect (and for
-// re-dialling, with the Redial option).
-func DialWith(ctx context.Context, dial Dialer, opts ...Option) (*Client, error) {
+// Dial connects with dial and keeps it for Reconnect and, with Redial, for
+// re-dialling by itself.
+func (opt Options) Dial(ctx context.Context, dial Dialer) (*Client, error) {
 	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
@@ -112,9 +118,7 @@ func DialWith(ctx context.Context, dial Dialer, opts ...Option) (*Client, error)
 	c := NewClient(conn)
 	c.mu.Lock()
 	c.dial = dial
-	for _, o := range opts {
-		o(c)
-	}
+	c.redial = opt.Redial
 	c.mu.Unlock()
 	return c, nil
 }

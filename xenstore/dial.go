@@ -70,7 +70,8 @@ func DialDefault(ctx context.Context) (io.ReadWriteCloser, error) {
 }
 
 // Dial returns a Client connected like libxenstore's xs_open, able to
-// Reconnect the same way (or to re-dial by itself, with the Redial option).
-func Dial(ctx context.Context, opts ...Option) (*Client, error) {
-	return DialWith(ctx, DialDefault, opts...)
+// Reconnect the same way. Options{Redial: true}.Dial(ctx, DialDefault)
+// makes one that re-dials by itself.
+func Dial(ctx context.Context) (*Client, error) {
+	return DialWith(ctx, DialDefault)
 }

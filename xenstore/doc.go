@@ -13,7 +13,7 @@
 // Around a suspend, Quiesce stops new transactions and waits for the open
 // ones to end, so that no caller holds xenstore while the domain is
 // suspended; Resume lets them go on. A broken connection fails every waiter
-// with ErrClosed and can be re-dialled with Reconnect, or, with the Redial
+// with ErrClosed and can be re-dialled with Reconnect, or, with Options.Redial,
 // option, re-dials by itself (see below).
 //
 // # Live update and restarts of the daemon
@@ -27,7 +27,7 @@
 // the body again (also when the body itself failed because the transaction
 // vanished, which an abort answered with ENOENT shows). A daemon that drops
 // its connections instead (a restart) breaks the Client unless it was made
-// with the Redial option, which re-dials, registers the watches again and
+// with Options.Redial, which re-dials, registers the watches again and
 // fails the old connection's transactions with ErrTxLost.
 //
 // # Memory bounds against a broken or hostile daemon

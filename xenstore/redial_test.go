@@ -85,7 +85,7 @@ func TestRedial(t *testing.T) {
 	s := xenstoretest.NewServer()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := xenstore.DialWith(ctx, s.Dial, xenstore.Redial())
+	c, err := xenstore.Options{Redial: true}.Dial(ctx, s.Dial)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestRedialClose(t *testing.T) {
 		return s.Dial(ctx)
 	}
 	ctx := context.Background()
-	c, err := xenstore.DialWith(ctx, dial, xenstore.Redial())
+	c, err := xenstore.Options{Redial: true}.Dial(ctx, dial)
 	if err != nil {
 		t.Fatal(err)
 	}
