@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,19 +59,56 @@ func since(name string, o offsets) string {
 // fails t on a reboot of the guest or after timeout.
 func waitSince(t *testing.T, name string, o offsets, re *regexp.Regexp, timeout time.Duration) []string {
 	t.Helper()
+	m, why := findSince(name, o, re, timeout)
+	if m == nil {
+		t.Fatal(why)
+	}
+	return m
+}
+
+// findSince is waitSince without failing: nil and why.
+func findSince(name string, o offsets, re *regexp.Regexp, timeout time.Duration) ([]string, string) {
 	deadline := time.Now().Add(timeout)
 	for {
 		s := since(name, o)
 		if m := re.FindStringSubmatch(s); m != nil {
-			return m
+			return m, ""
 		}
 		if rebootRE.MatchString(s) {
-			t.Fatalf("the guest rebooted while waiting for %q%s", re, tripleFault())
+			return nil, fmt.Sprintf("the guest rebooted while waiting for %q%s", re, tripleFault())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no console line matching %q within %v; console since:\n%s", re, timeout, s[max(0, len(s)-2000):])
+			return nil, fmt.Sprintf("no console line matching %q within %v; console since (offsets %v):\n%s\n%s", re, timeout, o, s[max(0, len(s)-2000):], diagnose(name))
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// diagnose gathers what a stuck guest looks like from dom0.
+func diagnose(name string) string {
+	var b strings.Builder
+	for _, p := range consoleLogs(name) {
+		data, err := os.ReadFile(p)
+		fmt.Fprintf(&b, "--- %s: %d bytes %v, tail:\n%s\n", p, len(data), err, data[max(0, len(data)-600):])
+	}
+	for _, c := range [][]string{{"xl", "list"}, {"xenstore-ls", "-f", "/local/domain/0/backend/vbd"}} {
+		out, err := labtest.RunErr(c[0], c[1:]...)
+		fmt.Fprintf(&b, "--- %s: %v\n%s\n", strings.Join(c, " "), err, out)
+	}
+	if id, err := labtest.RunErr("xl", "domid", name); err == nil {
+		out, _ := labtest.RunErr("xenstore-ls", "-f", "/local/domain/"+strings.TrimSpace(id)+"/device")
+		fmt.Fprintf(&b, "--- guest's device nodes:\n%s\n", out)
+	}
+	return b.String()
+}
+
+// keepLogs copies the guest's console logs into the test's output folder.
+func keepLogs(t *testing.T, name string) {
+	dir := labtest.OutDir(t)
+	for _, p := range consoleLogs(name) {
+		if data, err := os.ReadFile(p); err == nil {
+			os.WriteFile(filepath.Join(dir, filepath.Base(p)), data, 0o644)
+		}
 	}
 }
 
@@ -291,20 +329,29 @@ var roundRE = func(dev string) *regexp.Regexp {
 // phase runs n live migrations of the guest, its checksummed workload
 // running on vdev, and after each waits for a round to end in the copy.
 // It returns the migrations' accounts and whether the workload ended.
-func phase(t *testing.T, h *migrate.Host, name string, r **running, vdev, path string, n int, quiesce bool) (mvs []moved, ended bool) {
+// In the control arm a guest that stops making progress is the outcome
+// reported (stuck says why), not a failure of the test.
+func phase(t *testing.T, h *migrate.Host, name string, r **running, vdev, path string, n int, quiesce bool) (mvs []moved, ended bool, stuck string) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		mr, mv := liveMigrate(t, h, name, *r, vdev, path, quiesce)
 		*r = mr
 		mvs = append(mvs, mv)
-		m := waitSince(t, name, logOffsets(name), roundRE(vdev), 3*time.Minute)
-		t.Logf("migration %d (quiesce %v): domain %d -> %d in %.2f s (stop-and-copy %.3f s); ring frame %#x; frames resent %x, held at suspend %x, answered after the suspend %d, image ring page vs live ring: %d bytes differ (rsp_prod %d vs %d); then %q",
-			i+1, quiesce, mv.from, mv.to, mv.total.Seconds(), mv.downtime.Seconds(), mv.ring, mv.resent, mv.held, mv.late, mv.stale, mv.imgRsp, mv.liveRsp, m[0])
+		t.Logf("migration %d (quiesce %v): domain %d -> %d in %.2f s (stop-and-copy %.3f s); ring frame %#x; frames resent %x, held at suspend %x, answered after the suspend %d, image ring page vs live ring: %d bytes differ (rsp_prod %d vs %d)",
+			i+1, quiesce, mv.from, mv.to, mv.total.Seconds(), mv.downtime.Seconds(), mv.ring, mv.resent, mv.held, mv.late, mv.stale, mv.imgRsp, mv.liveRsp)
+		m, why := findSince(name, logOffsets(name), roundRE(vdev), 3*time.Minute)
+		if m == nil {
+			if quiesce {
+				t.Fatalf("after migration %d: %s", i+1, why)
+			}
+			return mvs, false, fmt.Sprintf("after control migration %d: %s", i+1, why)
+		}
+		t.Logf("  then %q", m[0])
 		if strings.Contains(m[0], "done") {
-			return mvs, true
+			return mvs, true, ""
 		}
 	}
-	return mvs, false
+	return mvs, false, ""
 }
 
 // verdict reads the workload's lines printed after o: the highest round
@@ -351,13 +398,14 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	const n, vdev, secs = 10, "xvdf", 330
+	const n, vdev, secs = 10, "xvdf", 600
 	o := logOffsets(name)
 	path := makeDisk(t, "migrate.img", fmt.Sprint("check ", secs), 16)
 	r := goBackend(t, labDomid(t, name), vdev, path)
 	waitSince(t, name, o, regexp.MustCompile(`XENLAB-BLK `+vdev+` round=1 `), 4*time.Minute)
 
-	mvs, ended := phase(t, h, name, &r, vdev, path, n, true)
+	defer keepLogs(t, name)
+	mvs, ended, _ := phase(t, h, name, &r, vdev, path, n, true)
 	round, errs, bad, _ := verdict(name, vdev, o)
 	t.Logf("QUIESCED: %d live migrations with the workload running: round %d, %d errors, bad lines %q", len(mvs), round, errs, bad)
 	if errs != 0 || len(bad) != 0 {
@@ -374,7 +422,7 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 
 	// The control, on the same workload.
 	oc := logOffsets(name)
-	cmvs, ended := phase(t, h, name, &r, vdev, path, n, false)
+	cmvs, ended, stuck := phase(t, h, name, &r, vdev, path, n, false)
 	held, late, stale := 0, uint64(0), 0
 	for _, mv := range cmvs {
 		if len(mv.held) > 0 {
@@ -385,14 +433,16 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 		}
 		late += mv.late
 	}
-	if !ended {
+	if stuck != "" {
+		t.Logf("CONTROL: THE GUEST STOPPED MAKING PROGRESS %s", stuck)
+	} else if !ended {
 		waitSince(t, name, oc, regexp.MustCompile(`XENLAB-BLK `+vdev+` done `), time.Duration(secs)*time.Second)
 	}
 	cround, cerrs, cbad, done := verdict(name, vdev, oc)
 	st := r.stop().Stats()
 	t.Logf("CONTROL (no quiesce): %d migrations; the backend held guest frames mapped writable during the final pass in %d of them (log-dirty marks them only when they are unmapped, after that pass); the image's ring page differed from the live ring in %d of them; %d requests answered after the guest was suspended; the workload after them: round %d, %d errors (%d before the control), done %v, bad lines %q; last backend %+v",
 		len(cmvs), held, stale, late, cround, cerrs, errs, done, cbad, st)
-	if cerrs == errs && len(cbad) == 0 {
+	if cerrs == errs && len(cbad) == 0 && stuck == "" {
 		t.Logf("CONTROL: the guest saw no corruption. Linux blkfront drops its ring on resume and queues again every request not answered before it suspended, so a stale ring page or a late answer in the image is never read by it")
 	}
 	if held == 0 {
