@@ -20,15 +20,6 @@ import (
 	"github.com/xensr/xensr/stream/pv"
 )
 
-// pvLabUnproven skips a PV lab cell that no lab run has passed yet unless
-// XENSR_LAB_PV=1 (see the issue note for what each run showed).
-func pvLabUnproven(t *testing.T) {
-	t.Helper()
-	if os.Getenv("XENSR_LAB_PV") != "1" {
-		t.Skip("SKIP-PV-UNPROVEN: this PV lab cell runs only with XENSR_LAB_PV=1 until a lab run has passed it")
-	}
-}
-
 // pvLabXen417 skips a PV cell on a lab Xen other than 4.17 unless
 // XENSR_LAB_PV_OTHER_XEN=1: the PV cells have been run on 4.17 only.
 func pvLabXen417(t *testing.T) {
@@ -405,7 +396,6 @@ func goRestorePV(t *testing.T, file string) time.Duration {
 func TestLabPVRestore(t *testing.T) {
 	labtest.Require(t)
 	pvLabXen417(t)
-	pvLabUnproven(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-restore.txt")
 	for _, g := range pvLabGuests {
