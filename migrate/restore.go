@@ -107,8 +107,9 @@ type Restored struct {
 
 // Sentinel errors of Restore.
 var (
-	// ErrNotPVH: the stream is not an x86 HVM (PVH) one, or the
-	// configuration is not a PVH guest's.
+	// ErrNotPVH: the configuration is neither a PVH nor a PV guest's, or
+	// the stream's domain type does not match it (x86 HVM for PVH, x86
+	// PV for PV).
 	ErrNotPVH = errors.New("migrate: not a PVH guest")
 	// ErrNameExists: a domain of the requested name exists.
 	ErrNameExists = errors.New("migrate: a domain of that name exists")
@@ -187,14 +188,16 @@ func (rs *restorer) logf(format string, a ...any) {
 	}
 }
 
-// Restore builds a running PVH domain from r: an `xl save` image, a bare
+// Restore builds a running PVH or 64-bit PV domain from r (PV needs b to
+// be a PVBuilder): an `xl save` image, a bare
 // libxl stream or a bare libxc stream (format detected from the magic). It
 // creates the domain as libxl does, loads the stream into it, writes the
 // xenstore layout and userdata file xl expects, introduces it to xenstored
 // and unpauses it (unless opt.Paused).
 //
 // What cannot work is refused before anything is created: a stream that is
-// not x86 HVM, a configuration that is not PVH, a name in use. Any later
+// of another type than its configuration, a configuration neither PVH nor PV,
+// a name in use. Any later
 // failure, a malformed or cut stream (a *stream.FormatError inside the
 // *RestoreError) or a cancelled ctx, destroys the domain and removes its
 // nodes and files again.
