@@ -27,9 +27,8 @@ import (
 )
 
 // guestGate skips the tests with a guest on the Go backend unless asked
-// for: XENSR_LAB_BLK_GUEST=1, or a -test.run pattern naming them
-// (XENSR_LAB_RUN='^TestLabGuestDisk' bash scripts/lab.sh: lab.sh carries
-// XENSR_LAB_RUN into the lab, not other variables).
+// for: XENSR_LAB_BLK_GUEST=1 (lab.sh carries XENSR_LAB_* variables into
+// dom0), or a -test.run pattern naming them (XENSR_LAB_RUN='^TestLabGuestDisk').
 func guestGate(t *testing.T, why string) {
 	t.Helper()
 	if os.Getenv("XENSR_LAB_BLK_GUEST") == "1" {
