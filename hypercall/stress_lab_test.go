@@ -215,12 +215,6 @@ func stress(t *testing.T, x *hypercall.Xen, rec *recordingAlloc, id uint32, secs
 // arm's zero would prove nothing.
 func TestLabCompactionStress(t *testing.T) {
 	labtest.Require(t)
-	// On Xen 4.20 the stressed PVH guest went away mid-run (its domid
-	// answered EINVAL, then ESRCH; seen twice in the lab, 2026-12-01, cause
-	// not found), so the proof runs on 4.17 until that is understood.
-	if b, _ := os.ReadFile("/etc/xensr-lab"); !strings.Contains(string(b), "XENSR_LAB_XEN=4.17") && os.Getenv("XENSR_LAB_STRESS_420") != "1" {
-		t.Skipf("SKIP-KNOWN-FAILURE: the stressed guest dies on %q; XENSR_LAB_STRESS_420=1 runs it", strings.TrimSpace(string(b)))
-	}
 	name := labtest.CreateGuest(t, labtest.GuestPVH)
 	id := domid(t, name)
 	secs := 20
