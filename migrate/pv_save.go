@@ -508,24 +508,10 @@ func (s *Saver) savePV(w io.Writer, d PVDomain) error {
 		}
 		// xenstored and xenconsoled write the rings through foreign
 		// mappings, which log-dirty does not see.
-		for _, r := range p.ringPFNs() {
-			if r < p2m {
-				bm.Set(r)
-			}
-		}
-		for _, g := range s.requeue {
-			if g < p2m {
-				bm.Set(g)
-			}
-		}
 		p.final = true
-		if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
+		if err := s.finalPass(bm, p.ringPFNs()); err != nil {
 			return err
 		}
-		if err := s.d.DisableLogDirty(); err != nil {
-			return stepErr("disable log-dirty", err)
-		}
-		s.logDirty = false
 	} else {
 		if err := s.ctx.Err(); err != nil {
 			return stepErr("cancelled", err)

@@ -363,25 +363,15 @@ func (s *Saver) save(w io.Writer) error {
 		// dom0's xenstored and xenconsoled write the guest's ring pages
 		// through foreign mappings, which log-dirty does not see: send
 		// those pages again now that they are quiet.
+		var rings []uint64
 		for _, idx := range ringParams {
-			if v, err := s.d.HVMParam(idx); err == nil && v != 0 && v < p2m {
-				bm.Set(v)
+			if v, err := s.d.HVMParam(idx); err == nil && v != 0 {
+				rings = append(rings, v)
 			}
 		}
-		// The same holds for the frames quiesced backends had mapped.
-		for _, g := range s.requeue {
-			if g < p2m {
-				bm.Set(g)
-			}
-		}
-		if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
+		if err := s.finalPass(bm, rings); err != nil {
 			return err
 		}
-		// Every page is in the stream: log-dirty has done its job.
-		if err := s.d.DisableLogDirty(); err != nil {
-			return stepErr("disable log-dirty", err)
-		}
-		s.logDirty = false
 	} else {
 		if err := s.ctx.Err(); err != nil {
 			return stepErr("cancelled", err)
@@ -426,6 +416,29 @@ func (s *Saver) save(w io.Writer) error {
 		return stepErr("write end of stream", err)
 	}
 	s.stats.Downtime = time.Since(suspendAt)
+	return nil
+}
+
+// finalPass sends, with the guest suspended, the frames marked in bm and
+// those written behind log-dirty's back: extra (the rings dom0 writes
+// through foreign mappings) and the frames the quiesced backends had
+// mapped. Every page is then in the stream and log-dirty is turned off.
+func (s *Saver) finalPass(bm *hypercall.DirtyBitmap, extra []uint64) error {
+	p2m := s.stats.P2MSize
+	for _, list := range [][]uint64{extra, s.requeue} {
+		for _, g := range list {
+			if g < p2m {
+				bm.Set(g)
+			}
+		}
+	}
+	if err := s.sendPages(bm, len(s.stats.Rounds), true); err != nil {
+		return err
+	}
+	if err := s.d.DisableLogDirty(); err != nil {
+		return stepErr("disable log-dirty", err)
+	}
+	s.logDirty = false
 	return nil
 }
 
