@@ -489,11 +489,7 @@ func (s *Saver) savePV(w io.Writer, d PVDomain) error {
 				return &SaveError{Step: "guest p2m", Round: round + 1, Err: err}
 			}
 		}
-		if err := s.ctx.Err(); err != nil {
-			return stepErr("cancelled", err)
-		}
-		suspendAt = time.Now()
-		if err := s.suspend(); err != nil {
+		if suspendAt, err = s.stop(); err != nil {
 			return err
 		}
 		if _, err := s.d.CleanDirty(bm); err != nil {
@@ -513,11 +509,7 @@ func (s *Saver) savePV(w io.Writer, d PVDomain) error {
 			return err
 		}
 	} else {
-		if err := s.ctx.Err(); err != nil {
-			return stepErr("cancelled", err)
-		}
-		suspendAt = time.Now()
-		if err := s.suspend(); err != nil {
+		if suspendAt, err = s.stop(); err != nil {
 			return err
 		}
 		// The P2M as the stopped guest left it.
@@ -531,11 +523,9 @@ func (s *Saver) savePV(w io.Writer, d PVDomain) error {
 		}
 	}
 
-	tsc, err := s.d.TSCInfo()
-	if err != nil {
-		return stepErr("tsc info", err)
+	if err := s.writeTSC(); err != nil {
+		return err
 	}
-	out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.ElapsedNsec, Incarnation: tsc.Incarnation})
 	shinfo, err := p.sharedInfo(info.SharedInfoFrame)
 	if err != nil {
 		return stepErr("shared info", err)

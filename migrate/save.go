@@ -350,11 +350,7 @@ func (s *Saver) save(w io.Writer) error {
 			}
 			s.logf("migrate: round %d: %d pages dirtied during round %d", round+1, dirty, round)
 		}
-		if err := s.ctx.Err(); err != nil {
-			return stepErr("cancelled", err)
-		}
-		suspendAt = time.Now()
-		if err := s.suspend(); err != nil {
+		if suspendAt, err = s.stop(); err != nil {
 			return err
 		}
 		if _, err := s.d.CleanDirty(bm); err != nil {
@@ -373,11 +369,7 @@ func (s *Saver) save(w io.Writer) error {
 			return err
 		}
 	} else {
-		if err := s.ctx.Err(); err != nil {
-			return stepErr("cancelled", err)
-		}
-		suspendAt = time.Now()
-		if err := s.suspend(); err != nil {
+		if suspendAt, err = s.stop(); err != nil {
 			return err
 		}
 		markAll(bm, p2m)
@@ -386,11 +378,9 @@ func (s *Saver) save(w io.Writer) error {
 		}
 	}
 
-	tsc, err := s.d.TSCInfo()
-	if err != nil {
-		return stepErr("tsc info", err)
+	if err := s.writeTSC(); err != nil {
+		return err
 	}
-	out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.ElapsedNsec, Incarnation: tsc.Incarnation})
 
 	ctx, err := s.d.HVMContext()
 	if err != nil {
@@ -439,6 +429,26 @@ func (s *Saver) finalPass(bm *hypercall.DirtyBitmap, extra []uint64) error {
 		return stepErr("disable log-dirty", err)
 	}
 	s.logDirty = false
+	return nil
+}
+
+// stop asks the guest to suspend, unless the save was cancelled; it returns
+// when it asked (the start of the downtime).
+func (s *Saver) stop() (time.Time, error) {
+	if err := s.ctx.Err(); err != nil {
+		return time.Time{}, stepErr("cancelled", err)
+	}
+	t := time.Now()
+	return t, s.suspend()
+}
+
+// writeTSC writes the X86_TSC_INFO record.
+func (s *Saver) writeTSC() error {
+	tsc, err := s.d.TSCInfo()
+	if err != nil {
+		return stepErr("tsc info", err)
+	}
+	s.out.record(&libxc.X86TSCInfo{Mode: tsc.Mode, KHz: tsc.KHz, Nsec: tsc.ElapsedNsec, Incarnation: tsc.Incarnation})
 	return nil
 }
 
