@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/xensr/xensr/grant"
 	"github.com/xensr/xensr/hypercall"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
@@ -367,15 +366,7 @@ func (rs *restorer) pvComplete() error {
 	if err := m.Unmap(); err != nil {
 		return rs.step("unmap guest p2m", err)
 	}
-	if rs.consoleGFN > 0xffffffff || rs.storeGFN > 0xffffffff {
-		return rs.step("grant table", fmt.Errorf("ring frames %#x, %#x beyond a v1 grant entry", rs.consoleGFN, rs.storeGFN))
-	}
-	con := grant.EntryV1{Flags: grant.TypePermitAccess, Domid: uint16(rs.consoleDom), Frame: uint32(rs.consoleGFN)}
-	st := grant.EntryV1{Flags: grant.TypePermitAccess, Domid: uint16(rs.storeDom), Frame: uint32(rs.storeGFN)}
-	if err := p.b.SeedGrantTable(id, con, st); err != nil {
-		return rs.step("grant table seed", err)
-	}
-	return nil
+	return rs.seedGrants()
 }
 
 // pvVCPUBasic localises and loads one vCPU's context; for vCPU 0 it also

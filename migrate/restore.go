@@ -671,12 +671,19 @@ func (rs *restorer) complete() error {
 	if err := rs.b.SetHVMContext(id, rs.hvmCtx); err != nil {
 		return rs.step("sethvmcontext", err)
 	}
+	return rs.seedGrants()
+}
+
+// seedGrants writes the grant entries libxl reserves for the console and
+// xenstore rings (GNTTAB_RESERVED_CONSOLE and _XENSTORE), as xc_dom_gnttab_seed
+// does, so the backends can map the rings by grant.
+func (rs *restorer) seedGrants() error {
 	if rs.consoleGFN > 0xffffffff || rs.storeGFN > 0xffffffff {
 		return rs.step("grant table", fmt.Errorf("ring frames %#x, %#x beyond a v1 grant entry", rs.consoleGFN, rs.storeGFN))
 	}
 	con := grant.EntryV1{Flags: grant.TypePermitAccess, Domid: uint16(rs.consoleDom), Frame: uint32(rs.consoleGFN)}
 	st := grant.EntryV1{Flags: grant.TypePermitAccess, Domid: uint16(rs.storeDom), Frame: uint32(rs.storeGFN)}
-	if err := rs.b.SeedGrantTable(id, con, st); err != nil {
+	if err := rs.b.SeedGrantTable(rs.domid, con, st); err != nil {
 		return rs.step("grant table seed", err)
 	}
 	return nil
