@@ -111,8 +111,12 @@ func (d *Device) Reset() error {
 
 // RestrictDomid limits this file descriptor to interdomain binds with domain
 // dom; it cannot be undone.
-func (d *Device) RestrictDomid(dom uint16) error {
-	_, err := d.ioctl(IoctlRestrictDomid, unsafe.Pointer(&dom))
+func (d *Device) RestrictDomid(dom uint32) error {
+	if dom > 0xffff {
+		return fmt.Errorf("evtchn: domain %d does not fit a 16-bit domid_t", dom)
+	}
+	d16 := uint16(dom)
+	_, err := d.ioctl(IoctlRestrictDomid, unsafe.Pointer(&d16))
 	return err
 }
 

@@ -167,7 +167,10 @@ type Share struct {
 }
 
 // Share allocates count pages granted to domain dom (ALLOC_GREF + mmap).
-func (a *Alloc) Share(dom uint16, count int, writable bool) (*Share, error) {
+func (a *Alloc) Share(dom uint32, count int, writable bool) (*Share, error) {
+	if dom > 0xffff {
+		return nil, fmt.Errorf("grant: domain %d does not fit a 16-bit domid_t", dom)
+	}
 	buf := make([]uint32, 4+count+count%2)
 	buf[0] = uint32(dom)
 	if writable {

@@ -77,7 +77,7 @@ func (b *xenBuilder) MapWritable(dom uint32, gfns []uint64) (PageMap, error) {
 		b.errs = make([]int32, len(gfns))
 	}
 	errs := b.errs[:len(gfns)]
-	mem, err := b.h.dev.MmapBatchV2(uint16(dom), gfns, errs, unix.PROT_READ|unix.PROT_WRITE)
+	mem, err := b.h.dev.MmapBatchV2(dom, gfns, errs, unix.PROT_READ|unix.PROT_WRITE)
 	if err != nil && !errors.Is(err, privcmd.ErrPartial) {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (b *xenBuilder) MapWritable(dom uint32, gfns []uint64) (PageMap, error) {
 // (XENMEM_acquire_resource through privcmd) and writes the console and
 // xenstore entries, as libxenguest does after a restore.
 func (b *xenBuilder) SeedGrantTable(dom uint32, console, store grant.EntryV1) error {
-	mem, err := b.h.dev.MmapResource(uint16(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, 0, 1, unix.PROT_READ|unix.PROT_WRITE)
+	mem, err := b.h.dev.MmapResource(uint32(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, 0, 1, unix.PROT_READ|unix.PROT_WRITE)
 	if err != nil {
 		return fmt.Errorf("map grant table: %w", err)
 	}

@@ -246,7 +246,7 @@ func (m *foreignMap) Unmap() error { return privcmd.Munmap(m.mem) }
 // MapPages implements Domain (IOCTL_PRIVCMD_MMAPBATCH_V2, read-only).
 func (d *XenDomain) MapPages(pfns []uint64) (PageMap, error) {
 	errs := d.mapErrs[:len(pfns)]
-	mem, err := d.dev.MmapBatchV2(uint16(d.id), pfns, errs, unix.PROT_READ)
+	mem, err := d.dev.MmapBatchV2(d.id, pfns, errs, unix.PROT_READ)
 	if err != nil && !errors.Is(err, privcmd.ErrPartial) {
 		return nil, err
 	}

@@ -56,7 +56,10 @@ var ErrPartial = errors.New("privcmd: some frames could not be mapped")
 // len(gfns) pages with protection prot (unix.PROT_READ...). errs (len(gfns)
 // long) receives a negative errno per frame that failed, 0 for a mapped one;
 // then the error is ErrPartial and the mapping is returned all the same.
-func (d *Device) MmapBatchV2(dom uint16, gfns []uint64, errs []int32, prot int) ([]byte, error) {
+func (d *Device) MmapBatchV2(dom uint32, gfns []uint64, errs []int32, prot int) ([]byte, error) {
+	if err := checkDomid(dom); err != nil {
+		return nil, err
+	}
 	if len(gfns) == 0 || len(errs) < len(gfns) {
 		return nil, fmt.Errorf("privcmd: MmapBatchV2 needs frames and as many error slots (%d, %d)", len(gfns), len(errs))
 	}
@@ -71,7 +74,7 @@ func (d *Device) MmapBatchV2(dom uint16, gfns []uint64, errs []int32, prot int) 
 		addr uint64
 		arr  uint64
 		err  uint64
-	}{num: uint32(len(gfns)), dom: dom,
+	}{num: uint32(len(gfns)), dom: uint16(dom),
 		addr: uint64(uintptr(unsafe.Pointer(&mem[0]))),
 		arr:  uint64(uintptr(unsafe.Pointer(&gfns[0]))),
 		err:  uint64(uintptr(unsafe.Pointer(&errs[0])))}
@@ -89,7 +92,10 @@ func (d *Device) MmapBatchV2(dom uint16, gfns []uint64, errs []int32, prot int) 
 
 // MmapResource maps num frames of a resource (XENMEM_resource_*: type, id,
 // starting frame idx) of domain dom.
-func (d *Device) MmapResource(dom uint16, typ, id, idx uint32, num int, prot int) ([]byte, error) {
+func (d *Device) MmapResource(dom uint32, typ, id, idx uint32, num int, prot int) ([]byte, error) {
+	if err := checkDomid(dom); err != nil {
+		return nil, err
+	}
 	mem, err := unix.Mmap(d.fd, 0, num*PageSize, prot, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("privcmd: mmap of %d pages: %w", num, err)
@@ -102,7 +108,7 @@ func (d *Device) MmapResource(dom uint16, typ, id, idx uint32, num int, prot int
 		idx  uint32
 		num  uint64
 		addr uint64
-	}{dom: dom, typ: typ, id: id, idx: idx, num: uint64(num), addr: uint64(uintptr(unsafe.Pointer(&mem[0])))}
+	}{dom: uint16(dom), typ: typ, id: id, idx: idx, num: uint64(num), addr: uint64(uintptr(unsafe.Pointer(&mem[0])))}
 	if _, err := d.ioctl(IoctlMmapResource, unsafe.Pointer(&mr)); err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("privcmd: MMAP_RESOURCE type %d id %d of domain %d: %w", typ, id, dom, err)
@@ -113,7 +119,10 @@ func (d *Device) MmapResource(dom uint16, typ, id, idx uint32, num int, prot int
 // DMOp issues a device-model operation for domain dom; bufs are the
 // operation's buffers (the first holds the xen_dm_op). The kernel bounces
 // them, so they may be ordinary Go memory.
-func (d *Device) DMOp(dom uint16, bufs [][]byte) error {
+func (d *Device) DMOp(dom uint32, bufs [][]byte) error {
+	if err := checkDomid(dom); err != nil {
+		return err
+	}
 	type dmBuf struct {
 		uptr uint64
 		size uint64
@@ -128,7 +137,7 @@ func (d *Device) DMOp(dom uint16, bufs [][]byte) error {
 		dom, num uint16
 		_        uint32
 		ubufs    uint64
-	}{dom: dom, num: uint16(len(bufs))}
+	}{dom: uint16(dom), num: uint16(len(bufs))}
 	if len(kb) > 0 {
 		op.ubufs = uint64(uintptr(unsafe.Pointer(&kb[0])))
 	}
@@ -197,3 +206,12 @@ func (LockedMemory) Free(m []byte) error { return unix.Munmap(m) }
 
 // Pinned reports false.
 func (LockedMemory) Pinned() bool { return false }
+
+// checkDomid refuses a domain id that does not fit Xen's 16-bit domid_t
+// (the SDK passes domain ids as uint32 everywhere).
+func checkDomid(dom uint32) error {
+	if dom > 0xffff {
+		return fmt.Errorf("privcmd: domain %d does not fit a 16-bit domid_t", dom)
+	}
+	return nil
+}

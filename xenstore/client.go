@@ -638,12 +638,17 @@ func (c *Client) SetFeature(ctx context.Context, domid, features uint32) error {
 	return err
 }
 
-// GetQuota returns a named quota, for a domain or (domid < 0) the global one.
-func (c *Client) GetQuota(ctx context.Context, domid int, name string) (uint32, error) {
-	args := []string{name}
-	if domid >= 0 {
-		args = []string{strconv.Itoa(domid), name}
-	}
+// GetQuota returns the global quota name (GET_QUOTA).
+func (c *Client) GetQuota(ctx context.Context, name string) (uint32, error) {
+	return c.getQuota(ctx, name)
+}
+
+// GetDomainQuota returns domain domid's quota name.
+func (c *Client) GetDomainQuota(ctx context.Context, domid uint32, name string) (uint32, error) {
+	return c.getQuota(ctx, did(domid), name)
+}
+
+func (c *Client) getQuota(ctx context.Context, args ...string) (uint32, error) {
 	b, err := c.simple(ctx, OpGetQuota, args...)
 	if err != nil {
 		return 0, err
@@ -652,13 +657,15 @@ func (c *Client) GetQuota(ctx context.Context, domid int, name string) (uint32, 
 	return uint32(v), err
 }
 
-// SetQuota sets a named quota, for a domain or (domid < 0) the global one.
-func (c *Client) SetQuota(ctx context.Context, domid int, name string, value uint32) error {
-	args := []string{name, did(value)}
-	if domid >= 0 {
-		args = []string{strconv.Itoa(domid), name, did(value)}
-	}
-	_, err := c.simple(ctx, OpSetQuota, args...)
+// SetQuota sets the global quota name (SET_QUOTA).
+func (c *Client) SetQuota(ctx context.Context, name string, value uint32) error {
+	_, err := c.simple(ctx, OpSetQuota, name, did(value))
+	return err
+}
+
+// SetDomainQuota sets domain domid's quota name.
+func (c *Client) SetDomainQuota(ctx context.Context, domid uint32, name string, value uint32) error {
+	_, err := c.simple(ctx, OpSetQuota, did(domid), name, did(value))
 	return err
 }
 

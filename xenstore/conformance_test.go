@@ -320,7 +320,7 @@ func conformance(t *testing.T, dial xenstore.Dialer, daemon string) {
 		if _, err := c.GetFeature(ctx, 0); err != nil {
 			t.Logf("%s xenstored: GET_FEATURE: %v", daemon, err)
 		}
-		if _, err := c.GetQuota(ctx, -1, "nodes"); err != nil {
+		if _, err := c.GetQuota(ctx, "nodes"); err != nil {
 			t.Logf("%s xenstored: GET_QUOTA: %v", daemon, err)
 		}
 		if err := c.Write(ctx, base+"/still-alive", nil); err != nil {

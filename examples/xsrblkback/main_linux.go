@@ -80,7 +80,7 @@ func start(o options, stdout, stderr io.Writer) error {
 // (XENMEM_acquire_resource of the shared grant-table frames).
 func ringFrameResolver(pc *privcmd.Device) grant.Resolver {
 	return blkback.TableResolver(func(dom, idx uint32) ([]byte, func() error, error) {
-		mem, err := pc.MmapResource(uint16(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, idx, 1, unix.PROT_READ)
+		mem, err := pc.MmapResource(uint32(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, idx, 1, unix.PROT_READ)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -408,7 +408,7 @@ func quiesce(t *testing.T, name string, dom uint32) {
 	entry := func() grant.EntryV1 {
 		t.Helper()
 		const per = 4096 / grant.EntrySizeV1
-		mem, err := r.pc.MmapResource(uint16(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, uint32(ref)/per, 1, unix.PROT_READ)
+		mem, err := r.pc.MmapResource(uint32(dom), hypercall.ResourceGrantTable, hypercall.ResourceGrantTableIDShared, uint32(ref)/per, 1, unix.PROT_READ)
 		if err != nil {
 			t.Fatal(err)
 		}
