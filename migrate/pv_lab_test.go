@@ -20,15 +20,6 @@ import (
 	"github.com/xensr/xensr/stream/pv"
 )
 
-// pvLabXen417 skips a PV cell on a lab Xen other than 4.17 unless
-// XENSR_LAB_PV_OTHER_XEN=1: the PV cells have been run on 4.17 only.
-func pvLabXen417(t *testing.T) {
-	t.Helper()
-	if b, _ := os.ReadFile("/etc/xensr-lab"); !strings.Contains(string(b), "XENSR_LAB_XEN=4.17") && os.Getenv("XENSR_LAB_PV_OTHER_XEN") != "1" {
-		t.Skipf("SKIP-PV-NOT-RUN-HERE: the PV cells were proven on Xen 4.17 only (this lab: %q); XENSR_LAB_PV_OTHER_XEN=1 runs them", strings.TrimSpace(string(b)))
-	}
-}
-
 var pvLabGuests = []struct{ name, cfg string }{{"guest1", labtest.GuestPV}, {"guest2", labtest.GuestPV2}}
 
 // pvLabGuest skips the cells of guest2 unless XENSR_LAB_PV_GUEST2=1: with
@@ -115,7 +106,6 @@ func goSavePV(t *testing.T, name, file string, opt SaveOptions, commit bool) (St
 // Then the guest is unpaused and counts on.
 func TestLabPVSaveMatchesXl(t *testing.T) {
 	labtest.Require(t)
-	pvLabXen417(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-save-matches-xl.txt")
 	for _, g := range pvLabGuests {
@@ -288,7 +278,6 @@ func comparePVImages(t *testing.T, rep *pvLabReport, name string, x, g *pvImage)
 // and the same guest saved and restored by xl, timed against the Go save.
 func TestLabPVGoSaveXlRestore(t *testing.T) {
 	labtest.Require(t)
-	pvLabXen417(t)
 	// Passed in lab run 1 (guest1); it boots one more guest than the other
 	// PV cells, which with them outgrows the package's 15-minute budget
 	// when CI boots two Xen flavours side by side.
@@ -401,7 +390,6 @@ func goRestorePV(t *testing.T, file string) time.Duration {
 // save's image restored by xl restore; the counter goes on each time.
 func TestLabPVRestore(t *testing.T) {
 	labtest.Require(t)
-	pvLabXen417(t)
 	rep := &pvLabReport{t: t}
 	defer rep.write("pv-restore.txt")
 	for _, g := range pvLabGuests {
