@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/xensr/xensr/internal/labtest"
+	"github.com/xensr/xensr/stream"
+	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/pv"
 )
@@ -407,6 +409,7 @@ func TestLabPVRestore(t *testing.T) {
 			last, off := labtest.Counter(name), labtest.LogSize(log)
 			d1 := goRestorePV(t, xfile)
 			labtest.GoesOn(t, log, last, off, "Go restore of an xl PV save")
+			refuseBadPTE(t, xfile)
 
 			labtest.WaitCounter(t, name, labtest.Counter(name), time.Minute)
 			_, dSave, err := goSavePV(t, name, gfile, SaveOptions{}, true)
@@ -440,4 +443,77 @@ func TestLabPVRestore(t *testing.T) {
 				name, d1.Seconds(), dSave.Seconds(), d2.Seconds(), dXl.Seconds(), dXr.Seconds(), dGx.Seconds())
 		})
 	}
+}
+
+// refuseBadPTE corrupts one present entry of the first L1 page table in
+// the real xl save image file so that it names a PFN far beyond the guest's
+// P2M, and checks that the Go restore refuses it naming that PFN, the entry
+// and the PAGE_DATA record, with a stream.FormatError, and leaves no domain
+// and no xenstore directory behind. The unchanged image restored just
+// before is the control.
+func refuseBadPTE(t *testing.T, file string) {
+	t.Helper()
+	img, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table []byte
+	_, err = image.Walk(bytes.NewReader(img), image.Options{}, func(it *image.Item) error {
+		if pd, ok := it.Libxc.(*libxc.PageData); ok && table == nil {
+			pd.Pages(func(_ int, _ uint64, pt libxc.PageType, d []byte) bool {
+				if pt == libxc.PageL1 || pt == libxc.PageL1Pinned {
+					table = bytes.Clone(d)
+					return false
+				}
+				return true
+			})
+		}
+		return nil
+	})
+	if err != nil || table == nil {
+		t.Fatalf("no L1 page table in %s (%v)", file, err)
+	}
+	if n := bytes.Count(img, table); n != 1 {
+		t.Fatalf("the L1 table appears %d times in the image", n)
+	}
+	const beyond = 0x100000 // PFN 1 Mi: the lab's PV guests have 32 Ki or 48 Ki
+	bad := bytes.Clone(table)
+	slot := -1
+	for i := 0; i < 512; i++ {
+		if pte := binary.LittleEndian.Uint64(bad[i*8:]); pte&1 != 0 {
+			binary.LittleEndian.PutUint64(bad[i*8:], pte&^(0xffffffffff<<12)|beyond<<12)
+			slot = i
+			break
+		}
+	}
+	if slot < 0 {
+		t.Fatal("the L1 table has no present entry")
+	}
+	corrupt := bytes.Replace(img, table, bad, 1)
+	before := labtest.Run(t, "xenstore-list", "/local/domain")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	h, err := OpenHost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	_, err = h.Restore(ctx, bytes.NewReader(corrupt), RestoreOptions{Name: "pv-bad-pte", Paused: true})
+	var fe *stream.FormatError
+	if err == nil {
+		labtest.RunErr("xl", "destroy", "pv-bad-pte")
+		t.Fatalf("the Go restore took a page table naming PFN %#x", beyond)
+	}
+	want := fmt.Sprintf("L1[%d]", slot)
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), fmt.Sprintf("%#x", beyond)) ||
+		!strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "PAGE_DATA") {
+		t.Fatalf("corrupted PTE: %v; want a FormatError naming PFN %#x, %s and the PAGE_DATA record", err, beyond, want)
+	}
+	if out, err := labtest.RunErr("xl", "domid", "pv-bad-pte"); err == nil {
+		t.Fatalf("a domain pv-bad-pte is left: %q", out)
+	}
+	if after := labtest.Run(t, "xenstore-list", "/local/domain"); after != before {
+		t.Fatalf("/local/domain changed: %q -> %q", before, after)
+	}
+	t.Logf("a PTE naming PFN %#x in the real image (entry %d of the first L1 table): refused, nothing left: %v", beyond, slot, err)
 }
