@@ -390,7 +390,7 @@ func TestLabGuestDiskMigrate(t *testing.T) {
 	labtest.Require(t)
 	guestGate(t, "takes 11 minutes (with TestLabGuestDisk beyond the lab's 15-minute budget per package); passed in one of two runs, the other's control arm left the guest silent after its 13th migration, cause not found")
 	if b, _ := os.ReadFile("/etc/xensr-lab"); !strings.Contains(string(b), "XENSR_LAB_XEN=4.17") {
-		t.Skipf("SKIP-NOT-RUN-HERE: this migration test has run on Xen 4.17 only (the Go save -> Go restore it builds on passes on 4.20 in examples/xsrrestore); this is %q", strings.TrimSpace(string(b)))
+		t.Skipf("SKIP-NOT-RUN-HERE: this migration test has run on Xen 4.17 only (the Go save -> Go restore it builds on is gated on 4.20 in examples/xsrrestore); this is %q", strings.TrimSpace(string(b)))
 	}
 	name := createGuest(t)
 	h, err := migrate.OpenHost(context.Background())
