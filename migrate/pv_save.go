@@ -398,13 +398,8 @@ func (s *Saver) pvWriteBatch(round int, rs *RoundStats) (uint64, error) {
 	if len(ent) == 0 {
 		return 0, nil
 	}
-	s.page.Entries, s.page.Data = ent, data
-	t2 := time.Now()
-	s.out.record(&s.page)
-	rs.WriteTime += time.Since(t2)
-	rs.MapTime -= time.Since(t2)
-	if s.out.err != nil {
-		return 0, &SaveError{Step: "write page data", Round: round, PFN: s.pfns[0], HasPFN: true, Err: s.out.err}
+	if err := s.writePages(ent, data, round, s.pfns[0], rs); err != nil {
+		return 0, err
 	}
 	return sent, nil
 }

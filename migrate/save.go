@@ -432,6 +432,20 @@ func (s *Saver) finalPass(bm *hypercall.DirtyBitmap, extra []uint64) error {
 	return nil
 }
 
+// writePages writes one PAGE_DATA record of ent and data (first is the
+// batch's first PFN, for the error), timing the write apart from mapping.
+func (s *Saver) writePages(ent []uint64, data []byte, round int, first uint64, rs *RoundStats) error {
+	s.page.Entries, s.page.Data = ent, data
+	t := time.Now()
+	s.out.record(&s.page)
+	rs.WriteTime += time.Since(t)
+	rs.MapTime -= time.Since(t)
+	if s.out.err != nil {
+		return &SaveError{Step: "write page data", Round: round, PFN: first, HasPFN: true, Err: s.out.err}
+	}
+	return nil
+}
+
 // stop asks the guest to suspend, unless the save was cancelled; it returns
 // when it asked (the start of the downtime).
 func (s *Saver) stop() (time.Time, error) {
@@ -645,13 +659,8 @@ func (s *Saver) writeBatch(round int, rs *RoundStats) (uint64, error) {
 		}
 		s.stage = data
 	}
-	s.page.Entries, s.page.Data = ent, data
-	t2 := time.Now()
-	s.out.record(&s.page)
-	rs.WriteTime += time.Since(t2)
-	rs.MapTime -= time.Since(t2)
-	if s.out.err != nil {
-		return 0, &SaveError{Step: "write page data", Round: round, PFN: s.mpfns[0], HasPFN: true, Err: s.out.err}
+	if err := s.writePages(ent, data, round, s.mpfns[0], rs); err != nil {
+		return 0, err
 	}
 	return sent, nil
 }
