@@ -127,6 +127,7 @@ type packer struct {
 	// reuse: on some virtual machines the first touch of a page of fresh
 	// memory costs more than compressing it.
 	freePages, freeSkel, freeComp chan []byte
+	arena                         bufArena     // where they come from
 	pagesWritten                  atomic.Int64 // page blocks the writer is done with
 
 	skel   []byte
@@ -199,7 +200,8 @@ func Pack(w io.Writer, r io.Reader, opt Options) (Stats, error) {
 		p.ra, p.raBase = ra, base
 		p.offs, p.scratch = make([]int64, opt.Window), make([]byte, pageSize)
 	}
-	p.skel = get(p.freeSkel, skelCap)
+	defer p.arena.release() // after the workers and the writer are done
+	p.skel = p.get(p.freeSkel, skelCap)
 	for i := 0; i < n; i++ {
 		p.wg.Add(1)
 		go p.worker()
@@ -243,10 +245,13 @@ func (p *packer) worker() {
 			// again (see keptPage): transform it in place.
 			src = transformBlock(src[:0], src)
 		case j.kind == kindPages:
+			if dst == nil {
+				dst = p.arena.alloc(maxPageBlock)
+			}
 			dst = transformBlock(dst[:0], src)
 			src = dst
 		}
-		j.out <- p.enc.EncodeAll(src, get(p.freeComp, len(src)/2+64))
+		j.out <- p.enc.EncodeAll(src, p.get(p.freeComp, len(src)/2+64))
 	}
 }
 
@@ -309,7 +314,7 @@ func (p *packer) writer() {
 
 // get and put recycle block buffers (a few blocks are in flight at any
 // time), sparing the page faults and collections of fresh ones.
-func get(free chan []byte, size int) []byte {
+func (p *packer) get(free chan []byte, size int) []byte {
 	select {
 	case b := <-free:
 		if cap(b) >= size {
@@ -317,7 +322,7 @@ func get(free chan []byte, size int) []byte {
 		}
 	default:
 	}
-	return make([]byte, 0, size)
+	return p.arena.alloc(size)
 }
 
 func put(free chan []byte, b []byte) {
@@ -360,7 +365,7 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 		// real streams (a 1024-page PAGE_DATA batch), it neither grows
 		// nor copies itself while they arrive. (A random-access input is
 		// read back instead: see readBack.)
-		t = &tee{r: src, buf: make([]byte, 0, maxPageBlock+64<<10)}
+		t = &tee{r: src, buf: p.arena.alloc(maxPageBlock + 64<<10)}
 		in = t
 	}
 	wk := image.NewWalker(in, opt.Image)
@@ -680,7 +685,7 @@ func (p *packer) keptPage(id uint32) []byte {
 }
 
 func (p *packer) newPageBlock() {
-	p.pages = get(p.freePages, 8+pagesPerP*(pageSize+1))[:8]
+	p.pages = p.get(p.freePages, 8+pagesPerP*(pageSize+1))[:8]
 	binary.LittleEndian.PutUint32(p.pages, p.nextID)
 	p.xforms = p.xforms[:0]
 }
@@ -712,7 +717,7 @@ func (p *packer) flushSkeleton() {
 	}
 	p.st.SkeletonBlocks++
 	p.emit(job{kind: kindSkeleton, raw: p.skel})
-	p.skel = get(p.freeSkel, skelCap)
+	p.skel = p.get(p.freeSkel, skelCap)
 }
 
 // queueIndex flushes the last blocks and queues the index.
