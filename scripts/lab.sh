@@ -22,8 +22,10 @@
 #   XENSR_LAB_OUT       output folder kept after the run (default: a temp dir)
 #   XENSR_LAB_TIMEOUT   seconds one boot may take (default 2400)
 #   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM
+#   XENSR_LAB_XEN_ARGS  more Xen command-line options (default asid=0; see
+#                       internal/xenlab/boot.sh, empty gives Xen its ASIDs)
 #   Any other XENSR_LAB_* variable is passed to the tests in dom0 (the
-#   knobs of gated cells, e.g. XENSR_LAB_GO_SAVE_420=1).
+#   knobs of gated cells, e.g. XENSR_LAB_BLK_GUEST=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -48,7 +50,7 @@ cp internal/xenlab/dom0-suite.sh "$OUT/"
 {
 	printf 'XENSR_LAB_RUN=%q\n' "${XENSR_LAB_RUN:-^TestLab}"
 	printf 'export XENSR_LAB_RUN\n'
-	# The tests' own knobs (XENSR_LAB_GO_SAVE_420, XENSR_LAB_BLK_GUEST, ...)
+	# The tests' own knobs (XENSR_LAB_BLK_GUEST, XENSR_LAB_PV_GUEST2, ...)
 	# reach dom0 too; the harness's own are set there by dom0-suite.sh.
 	for v in $(compgen -e | grep '^XENSR_LAB_' | grep -vx 'XENSR_LAB_\(RUN\|OUT\|XEN\|ROOT\|PKGS\|XS\|XS_PKGS\|CACHE\|TIMEOUT\|CPU\|SMP\|MEM\|DOM0_MEM\|QEMU_ARGS\)'); do
 		printf '%s=%q\nexport %s\n' "$v" "${!v}" "$v"

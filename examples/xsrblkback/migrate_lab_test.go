@@ -75,7 +75,7 @@ func findSince(name string, o offsets, re *regexp.Regexp, timeout time.Duration)
 			return m, ""
 		}
 		if rebootRE.MatchString(s) {
-			return nil, fmt.Sprintf("the guest rebooted while waiting for %q%s", re, tripleFault())
+			return nil, fmt.Sprintf("the guest rebooted while waiting for %q%s", re, labtest.TripleFault())
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Sprintf("no console line matching %q within %v; console since (offsets %v):\n%s\n%s", re, timeout, o, s[max(0, len(s)-2000):], diagnose(name))

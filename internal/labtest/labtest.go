@@ -113,8 +113,15 @@ func CreateGuest(t testing.TB, cfg string) string {
 	}
 	RunErr("xl", "destroy", name) // a leftover from an earlier test
 	os.Remove(ConsoleLog(name))
+	RunErr("xl", "dmesg", "-c")
 	Run(t, "xl", "create", cfg)
-	t.Cleanup(func() { RunErr("xl", "destroy", name) })
+	t.Cleanup(func() {
+		if m := TripleFault(); m != "" {
+			t.Errorf("a guest died during the test%s", m)
+		}
+		RunErr("xl", "dmesg", "-c")
+		RunErr("xl", "destroy", name)
+	})
 	WaitCounter(t, name, 2, 10*time.Minute)
 	return name
 }
