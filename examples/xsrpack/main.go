@@ -79,19 +79,6 @@ func sub(args []string, stdin io.Reader, stdout, stderr io.Writer, name, usage, 
 	return cli.ExitOK
 }
 
-// progressFile is an input file whose Read also counts progress; its other
-// methods (ReadAt, Seek, Stat) are the file's.
-type progressFile struct {
-	*os.File
-	progress io.Writer
-}
-
-func (p progressFile) Read(b []byte) (int, error) {
-	n, err := p.File.Read(b)
-	p.progress.Write(b[:n])
-	return n, err
-}
-
 func openIn(args []string, stdin io.Reader) (io.Reader, int64, func(), error) {
 	if len(args) == 0 || args[0] == "-" {
 		return stdin, 0, func() {}, nil
@@ -152,15 +139,10 @@ func do(name string, o opts, rest []string, stdin io.Reader, stdout, stderr io.W
 			}
 		}()
 		prog := cli.NewProgress(stderr, o.quiet, "xsrpack "+name, size)
-		if f, ok := in.(*os.File); ok && name == "pack" {
-			// Pack reads a regular file back at offsets (pread) to
-			// compare a repeated page; progress counts what it streams.
-			in = progressFile{f, prog.Writer()}
-		} else {
-			in = io.TeeReader(in, prog.Writer())
-		}
 		if name == "pack" {
-			opt := pack.Options{}
+			// Pack reads a regular file at offsets, not only through
+			// Read: it reports its progress itself.
+			opt := pack.Options{Progress: prog.Add}
 			opt.Image.Checkpointed = o.ckpt
 			if o.best {
 				opt.Level = pack.LevelBest
@@ -175,7 +157,7 @@ func do(name string, o opts, rest []string, stdin io.Reader, stdout, stderr io.W
 					st.InBytes, st.OutBytes, 100*float64(st.OutBytes)/float64(max(st.InBytes, 1)), st.Pages, st.ZeroPages, st.DupPages, st.UniquePages)
 			}
 		} else {
-			if err := pack.Unpack(out, in); err != nil {
+			if err := pack.Unpack(out, io.TeeReader(in, prog.Writer())); err != nil {
 				return err
 			}
 			prog.Done()

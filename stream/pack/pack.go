@@ -27,6 +27,10 @@ type Options struct {
 	// Concurrency is how many blocks are compressed at once; zero means
 	// runtime.GOMAXPROCS(0).
 	Concurrency int
+	// Progress, when not nil, is called from time to time with the number
+	// of input bytes packed since its last call (for a progress line: a
+	// regular file's page contents are read at offsets, not through Read).
+	Progress func(n int64)
 	// Window bounds dedupe: a repeated page is stored as a reference only
 	// if it is one of the last Window unique pages, so that Pack (which
 	// compares a candidate with the page it repeats, byte for byte) and
@@ -148,6 +152,7 @@ type packer struct {
 	offs    []int64 // input offset of each id in the window, by (id-1) % window
 	pageOff int64   // input offset of the page being added
 	scratch []byte  // a page read back
+	pageBuf []byte  // the page contents of a PAGE_DATA record, read at their offset
 	rawBuf  []byte  // an item read back
 	pseq    int64   // page blocks flushed
 	dropped int64   // page blocks let go of
@@ -359,7 +364,12 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 	src := bufio.NewReaderSize(r, 64<<10)
 	var t *tee
 	var in io.Reader = src
-	if p.ra == nil {
+	if p.ra != nil {
+		// The walker reads the input at offsets and skips the page
+		// contents, which are read here, into a buffer of Pack's own
+		// (see recordPages).
+		in, opt.Image.SkipPages = r, true
+	} else {
 		// A stream: the tee keeps the bytes of the item being read. It
 		// holds one record at a time: sized for the largest records of
 		// real streams (a 1024-page PAGE_DATA batch), it neither grows
@@ -404,14 +414,23 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 				// after it; a layout the walker should not have passed.
 				return formatErr(it.Offset, fmt.Sprintf("PAGE_DATA of %d entries: %d header bytes, want %d", len(pd.Entries), head, 16+list), ErrCorrupt)
 			}
+			data := pd.Data
+			if it.Unkept {
+				if data, err = p.recordPages(p.pageOff, len(pd.Data)); err != nil {
+					return err
+				}
+			}
 			// Record and body headers, then the PFN list delta-coded.
 			p.literal(raw[:16])
 			p.words(raw[16:head])
-			p.pageData(it.Round, pd)
+			p.pageData(it.Round, pd, data)
 		} else {
 			p.literal(raw)
 		}
 		end = it.Offset + it.Size
+		if opt.Progress != nil {
+			opt.Progress(end - p.st.InBytes)
+		}
 		p.st.InBytes = end
 		if t != nil {
 			t.drop(end)
@@ -439,6 +458,9 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 	if len(rest) > 0 {
 		p.literal(rest)
 		p.st.InBytes += int64(len(rest))
+		if opt.Progress != nil {
+			opt.Progress(int64(len(rest)))
+		}
 	}
 	return nil
 }
@@ -537,11 +559,31 @@ const (
 	runDup    = 'R'
 )
 
-func (p *packer) pageData(round int, pd *libxc.PageData) {
-	pd.Pages(func(i int, pfn uint64, t libxc.PageType, data []byte) bool {
-		if data == nil {
-			return true
+// recordPages reads the n bytes of page contents at offset off of the walk
+// (Walker offsets) from a random-access input, into a buffer reused for
+// every record.
+func (p *packer) recordPages(off int64, n int) ([]byte, error) {
+	if cap(p.pageBuf) < n {
+		p.pageBuf = p.arena.alloc(max(n, maxPageBlock))
+	}
+	b := p.pageBuf[:n]
+	if _, err := p.ra.ReadAt(b, p.raBase+off); err != nil {
+		return nil, fmt.Errorf("pack: reading %d bytes of page contents at offset %d: %w", n, off, err)
+	}
+	return b, nil
+}
+
+// pageData adds the pages of a PAGE_DATA record, whose page contents are
+// all (pd.Data, or the same bytes read by recordPages).
+func (p *packer) pageData(round int, pd *libxc.PageData, all []byte) {
+	off := 0
+	for i := range pd.Entries {
+		t := pd.PageType(i)
+		if !t.HasData() || off+pageSize > len(all) {
+			continue
 		}
+		pfn, data := pd.PFN(i), all[off:off+pageSize:off+pageSize]
+		off += pageSize
 		p.st.Pages++
 		var id uint32
 		kind := byte(runZero)
@@ -565,8 +607,7 @@ func (p *packer) pageData(round int, pd *libxc.PageData) {
 			// bounds what Unpack keeps (see pageStore).
 			p.flushSkeleton()
 		}
-		return true
-	})
+	}
 	if len(p.skel) >= skelFlush {
 		p.flushSkeleton()
 	}

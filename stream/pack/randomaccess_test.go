@@ -65,28 +65,43 @@ func TestRandomAccessSameOutput(t *testing.T) {
 	}
 }
 
-// changedBehind reads as a stream the original image, and at offsets
-// (ReadAt) a copy in which the pages were changed: an input rewritten in
-// place while Pack reads it. failPages makes reading back a page fail.
+// changedBehind is a random-access input rewritten in place while Pack
+// reads it: ReadAt reads orig until some read has reached offset from, and
+// changed after that (a read that reaches it still reads orig). Read is
+// never called: Pack reads a random-access input at offsets (the walker
+// too, skipping page contents). With failPage, reading the page at offset
+// failAt alone (as Pack reads a page back) fails.
 type changedBehind struct {
 	io.Reader
-	at        *bytes.Reader
-	failPages bool
+	orig, changed []byte
+	from          int64
+	reached       bool
+	failPage      bool
+	failAt        int64
 }
 
 func (c *changedBehind) ReadAt(p []byte, off int64) (int, error) {
-	if c.failPages && len(p) == pageSize {
+	if c.failPage && off == c.failAt && len(p) == pageSize {
 		return 0, errors.New("read-back failed")
 	}
-	return c.at.ReadAt(p, off)
+	src := c.orig
+	if c.reached {
+		src = c.changed
+	}
+	if off+int64(len(p)) > c.from {
+		c.reached = true
+	}
+	return bytes.NewReader(src).ReadAt(p, off)
 }
 
-func (c *changedBehind) Seek(off int64, whence int) (int64, error) { return c.at.Seek(off, whence) }
+func (c *changedBehind) Seek(off int64, whence int) (int64, error) {
+	return bytes.NewReader(c.orig).Seek(off, whence)
+}
 
-// TestRandomAccessNeverTrustsReadBack: when the bytes read back differ from
-// what the stream gave (changed input) or cannot be read, the repeated
-// pages are stored as new pages and the packed file still unpacks to the
-// image as it was read.
+// TestRandomAccessNeverTrustsReadBack: when a page read back differs from
+// what was read and packed before (an input changed behind Pack) or cannot
+// be read, the repeated page is stored as a new page and the packed file
+// still unpacks to the image as it was read.
 func TestRandomAccessNeverTrustsReadBack(t *testing.T) {
 	// Page A, 1100 distinct pages, A again: the second A comes after the
 	// page block holding the first was written, so it is read back.
@@ -117,16 +132,20 @@ func TestRandomAccessNeverTrustsReadBack(t *testing.T) {
 	w.WriteRecord(&libxc.HVMContext{Data: []byte{1}})
 	w.Close()
 	orig := img.Bytes()
-	changed := bytes.ReplaceAll(orig, page(0), page(7777))
+	// The first A rewritten once the walk has passed the first PAGE_DATA
+	// record: it then reads back as page 7777.
+	changed := bytes.Replace(orig, page(0), page(7777), 1)
+	firstA := int64(bytes.Index(orig, page(0)))
+	second := int64(bytes.LastIndex(orig, page(1023)) + pageSize + 1)
 	opt := Options{Image: image.Options{Format: image.FormatLibxc}}
 	for _, tc := range []struct {
 		name string
 		in   *changedBehind
 		dups int64
 	}{
-		{"read back unchanged", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig)}, 1},
-		{"changed behind", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(changed)}, 0},
-		{"read-back of pages fails", &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig), failPages: true}, 0},
+		{"read back unchanged", &changedBehind{orig: orig, changed: orig, from: second}, 1},
+		{"changed behind", &changedBehind{orig: orig, changed: changed, from: second}, 0},
+		{"read-back of the page fails", &changedBehind{orig: orig, changed: orig, from: second, failPage: true, failAt: firstA}, 0},
 	} {
 		packed, st := packOf(t, tc.in, opt)
 		var out bytes.Buffer
@@ -141,7 +160,8 @@ func TestRandomAccessNeverTrustsReadBack(t *testing.T) {
 
 // TestRandomAccessRecordChanged: the record bytes Pack reads back from a
 // random-access input are compared with those the walker read and checked;
-// an input changed in between is refused, not packed half old, half new.
+// an input changed in between (here: once the walker has read to its end)
+// is refused, not packed half old, half new.
 func TestRandomAccessRecordChanged(t *testing.T) {
 	var img bytes.Buffer
 	w := newHVMWriter(&img)
@@ -151,11 +171,73 @@ func TestRandomAccessRecordChanged(t *testing.T) {
 	orig := img.Bytes()
 	changed := bytes.Replace(orig, []byte("hvm context"), []byte("HVM CONTEXT"), 1)
 	opt := Options{Image: image.Options{Format: image.FormatLibxc}}
-	_, err := Pack(io.Discard, &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(changed)}, opt)
+	end := int64(len(orig))
+	_, err := Pack(io.Discard, &changedBehind{orig: orig, changed: changed, from: end}, opt)
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("input changed behind the walker: %v, want ErrCorrupt", err)
 	}
-	if _, err := Pack(io.Discard, &changedBehind{Reader: bytes.NewReader(orig), at: bytes.NewReader(orig)}, opt); err != nil {
+	if _, err := Pack(io.Discard, &changedBehind{orig: orig, changed: orig, from: end}, opt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProgress: Options.Progress is told every input byte packed, once,
+// whether the input is read at offsets (the walker skipping page contents,
+// which Pack reads itself) or as a stream.
+func TestProgress(t *testing.T) {
+	for name, img := range fixtures(t) {
+		if bytes.Contains([]byte(name), []byte("failed")) {
+			continue // not a whole image
+		}
+		opt := Options{}
+		if bytes.Contains([]byte(name), []byte("checkpointed")) {
+			opt.Image.Checkpointed = true
+		}
+		for how, in := range map[string]io.Reader{"stream": streamOnly{bytes.NewReader(img)}, "at offsets": bytes.NewReader(img)} {
+			var sum int64
+			calls := 0
+			opt.Progress = func(n int64) { sum += n; calls++ }
+			_, st := packOf(t, in, opt)
+			if sum != int64(len(img)) || st.InBytes != sum || calls < 2 {
+				t.Errorf("%s, %s: progress told %d bytes in %d calls, want %d (InBytes %d)", name, how, sum, calls, len(img), st.InBytes)
+			}
+		}
+	}
+}
+
+// failingAt is a random-access input whose reads at offsets from bad on
+// fail, except those the walker makes (up to 4096 bytes: record headers,
+// PFN lists in pieces): Pack's own read of a record's page contents fails.
+type failingAt struct {
+	*bytes.Reader
+	bad int64
+}
+
+var errDisk = errors.New("disk error")
+
+func (f failingAt) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.bad && len(p) > 4096 {
+		return 0, errDisk
+	}
+	return f.Reader.ReadAt(p, off)
+}
+
+// TestPageContentsReadError: when the page contents of a record cannot be
+// read, Pack fails with that error (it does not pack what it could not
+// read).
+func TestPageContentsReadError(t *testing.T) {
+	var img bytes.Buffer
+	w := newHVMWriter(&img)
+	w.WriteRecord(&libxc.PageData{Entries: []uint64{1, 2}, Data: bytes.Repeat([]byte{3}, 2*pageSize)})
+	w.WriteRecord(&libxc.HVMContext{Data: []byte{1}})
+	w.Close()
+	orig := img.Bytes()
+	opt := Options{Image: image.Options{Format: image.FormatLibxc}}
+	_, err := Pack(io.Discard, failingAt{bytes.NewReader(orig), int64(bytes.Index(orig, bytes.Repeat([]byte{3}, 2*pageSize)) + pageSize)}, opt)
+	if !errors.Is(err, errDisk) {
+		t.Fatalf("page contents unreadable: %v, want %v", err, errDisk)
+	}
+	if _, err := Pack(io.Discard, failingAt{bytes.NewReader(orig), int64(len(orig))}, opt); err != nil {
 		t.Fatal(err)
 	}
 }
