@@ -152,7 +152,7 @@ type packer struct {
 	offs    []int64 // input offset of each id in the window, by (id-1) % window
 	pageOff int64   // input offset of the page being added
 	scratch []byte  // a page read back
-	pageBuf []byte  // the page contents of a PAGE_DATA record, read at their offset
+	pageBuf []byte  // page contents read at their offset (pageChunk at a time)
 	rawBuf  []byte  // an item read back
 	pseq    int64   // page blocks flushed
 	dropped int64   // page blocks let go of
@@ -414,16 +414,12 @@ func (p *packer) walk(r io.Reader, opt Options) error {
 				// after it; a layout the walker should not have passed.
 				return formatErr(it.Offset, fmt.Sprintf("PAGE_DATA of %d entries: %d header bytes, want %d", len(pd.Entries), head, 16+list), ErrCorrupt)
 			}
-			data := pd.Data
-			if it.Unkept {
-				if data, err = p.recordPages(p.pageOff, len(pd.Data)); err != nil {
-					return err
-				}
-			}
 			// Record and body headers, then the PFN list delta-coded.
 			p.literal(raw[:16])
 			p.words(raw[16:head])
-			p.pageData(it.Round, pd, data)
+			if err := p.pageData(it.Round, pd, it.Unkept); err != nil {
+				return err
+			}
 		} else {
 			p.literal(raw)
 		}
@@ -559,12 +555,17 @@ const (
 	runDup    = 'R'
 )
 
-// recordPages reads the n bytes of page contents at offset off of the walk
+// pageChunk is how many bytes of a record's page contents Pack reads at a
+// time from a random-access input: few enough to be still in the cache
+// when each page is looked at, hashed and copied.
+const pageChunk = 256 << 10
+
+// readPages reads the n bytes of page contents at offset off of the walk
 // (Walker offsets) from a random-access input, into a buffer reused for
-// every record.
-func (p *packer) recordPages(off int64, n int) ([]byte, error) {
+// every chunk.
+func (p *packer) readPages(off int64, n int) ([]byte, error) {
 	if cap(p.pageBuf) < n {
-		p.pageBuf = p.arena.alloc(max(n, maxPageBlock))
+		p.pageBuf = make([]byte, n)
 	}
 	b := p.pageBuf[:n]
 	if _, err := p.ra.ReadAt(b, p.raBase+off); err != nil {
@@ -573,16 +574,33 @@ func (p *packer) recordPages(off int64, n int) ([]byte, error) {
 	return b, nil
 }
 
-// pageData adds the pages of a PAGE_DATA record, whose page contents are
-// all (pd.Data, or the same bytes read by recordPages).
-func (p *packer) pageData(round int, pd *libxc.PageData, all []byte) {
+// pageData adds the pages of a PAGE_DATA record: from pd.Data, or, when the
+// walker left them out (unkept), read from the input at their offset.
+func (p *packer) pageData(round int, pd *libxc.PageData, unkept bool) error {
+	total := len(pd.Data)
+	first := p.pageOff // the input offset of the record's first page
+	var chunk []byte   // record bytes [at, at+len(chunk)), unkept
+	at := 0
 	off := 0
 	for i := range pd.Entries {
 		t := pd.PageType(i)
-		if !t.HasData() || off+pageSize > len(all) {
+		if !t.HasData() || off+pageSize > total {
 			continue
 		}
-		pfn, data := pd.PFN(i), all[off:off+pageSize:off+pageSize]
+		var data []byte
+		if unkept {
+			if off >= at+len(chunk) {
+				var err error
+				if chunk, err = p.readPages(first+int64(off), min(pageChunk, total-off)); err != nil {
+					return err
+				}
+				at = off
+			}
+			data = chunk[off-at : off-at+pageSize : off-at+pageSize]
+		} else {
+			data = pd.Data[off : off+pageSize : off+pageSize]
+		}
+		pfn := pd.PFN(i)
 		off += pageSize
 		p.st.Pages++
 		var id uint32
@@ -611,6 +629,7 @@ func (p *packer) pageData(round int, pd *libxc.PageData, all []byte) {
 	if len(p.skel) >= skelFlush {
 		p.flushSkeleton()
 	}
+	return nil
 }
 
 // addRun adds a page to the current run of pages of one kind, ending the
