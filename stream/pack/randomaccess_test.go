@@ -241,3 +241,34 @@ func TestPageContentsReadError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRandomAccessAtOffset: an image that starts part way into a file (the
+// file's offset when Pack is called) packs as the same image read as a
+// stream: every read at an offset counts from there.
+func TestRandomAccessAtOffset(t *testing.T) {
+	dir := t.TempDir()
+	for name, img := range fixtures(t) {
+		if !bytes.Contains([]byte(name), []byte("guest1-pv")) || bytes.Contains([]byte(name), []byte("failed")) {
+			continue
+		}
+		opt := Options{}
+		want, _ := packOf(t, streamOnly{bytes.NewReader(img)}, opt)
+		prefix := bytes.Repeat([]byte{0xa5}, 3*pageSize+123)
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, append(prefix, img...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Seek(int64(len(prefix)), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got, st := packOf(t, f, opt)
+		f.Close()
+		if !bytes.Equal(got, want) || st.InBytes != int64(len(img)) {
+			t.Errorf("%s after a %d-byte prefix: packed output differs from the stream's (InBytes %d, want %d)", name, len(prefix), st.InBytes, len(img))
+		}
+	}
+}
