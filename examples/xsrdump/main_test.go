@@ -9,24 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/internal/fixture"
 )
 
-func fixtureFile(t *testing.T, name string) string {
-	t.Helper()
-	z, err := os.ReadFile(filepath.Join("..", "..", "stream", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, _ := zstd.NewReader(nil)
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), name)
-	os.WriteFile(p, b, 0o644)
-	return p
-}
+func fixtureFile(t *testing.T, name string) string { return fixture.File(t, name) }
 
 func TestDumpAndRewrite(t *testing.T) {
 	in := fixtureFile(t, "guest3-pvh-migrate.xl")

@@ -12,18 +12,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
 )
 
 func TestPackUnpackCatStat(t *testing.T) {
-	c, err := os.ReadFile("../../stream/testdata/guest1-pv.xl.zst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, _ := zstd.NewReader(nil)
-	img, _ := dec.DecodeAll(c, nil)
+	img := bytes.Clone(fixture.Load(t, "guest1-pv.xl"))
 	dir := t.TempDir()
 	packed := filepath.Join(dir, "img.xsrp")
 	var out bytes.Buffer

@@ -4,9 +4,11 @@
 package cheader
 
 import (
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,9 +80,26 @@ func Print(name, expr string) string {
 	return `printf("%s %llu\n", "` + name + `", (unsigned long long)(` + expr + `));` + "\n"
 }
 
+// RunWith is Run with more top-level C after Prelude (includes, usually):
+// main's body returns at once, includes follows it, and body runs in a
+// constructor, which runs before main.
+func RunWith(t testing.TB, includes, body string) map[string]uint64 {
+	t.Helper()
+	if includes == "" {
+		return Run(t, body)
+	}
+	return Run(t, "return 0; }\n"+includes+"\n__attribute__((constructor)) static int xensr_layout(void) {\n"+body)
+}
+
 // Compare checks that each C expression (a constant, sizeof or offsetof)
 // evaluates to the Go side's value, reporting every mismatch.
 func Compare(t testing.TB, want map[string]uint64) {
+	t.Helper()
+	CompareWith(t, "", want)
+}
+
+// CompareWith is Compare with more top-level C, as RunWith.
+func CompareWith(t testing.TB, includes string, want map[string]uint64) {
 	t.Helper()
 	body := ""
 	names := map[string]string{}
@@ -91,10 +110,27 @@ func Compare(t testing.TB, want map[string]uint64) {
 		body += Print(name, expr)
 		i++
 	}
-	got := Run(t, body)
+	got := RunWith(t, includes, body)
 	for name, expr := range names {
-		if got[name] != want[expr] {
-			t.Errorf("%s: Go has %#x, C has %#x", expr, want[expr], got[name])
+		if v, ok := got[name]; !ok || v != want[expr] {
+			t.Errorf("%s: Go has %#x, C has %#x (printed %v)", expr, want[expr], v, ok)
 		}
+	}
+}
+
+// Fields adds to facts, for every field of v's struct type with a `c` tag,
+// the C expression offsetof(cType, prefix+tag) and the field's Go offset:
+// base plus the encoding/binary sizes of the fields before it
+// (encoding/binary lays fields out without padding, so every C padding byte
+// must be a named Go field).
+func Fields(facts map[string]uint64, cType, prefix string, base uint64, v any) {
+	t := reflect.TypeOf(v)
+	off := base
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag := f.Tag.Get("c"); tag != "" {
+			facts["offsetof("+cType+", "+prefix+tag+")"] = off
+		}
+		off += uint64(binary.Size(reflect.New(f.Type).Elem().Interface()))
 	}
 }

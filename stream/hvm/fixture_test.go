@@ -2,44 +2,18 @@ package hvm_test
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"reflect"
-	"sync"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	fixturepkg "github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/hvm"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 )
 
-var fixtureCache sync.Map
-
 // fixture returns the decompressed bytes of stream/testdata/NAME.zst.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	if b, ok := fixtureCache.Load(name); ok {
-		return b.([]byte)
-	}
-	z, err := os.ReadFile(filepath.Join("..", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fixtureCache.Store(name, b)
-	return b
-}
+func fixture(t testing.TB, name string) []byte { return fixturepkg.Load(t, name) }
 
 // hvmRecords returns copies of the HVM_CONTEXT bodies of an image with the
 // absolute offsets of the bodies, and the TSC kHz of its X86_TSC_INFO.

@@ -2,56 +2,11 @@ package hvm
 
 import (
 	"encoding/binary"
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/xensr/xensr/internal/cheader"
 )
-
-// layoutFacts adds, for every field of v's struct type with a `c` tag, the
-// C expression offsetof(cType, prefix+tag) and its Go offset (base plus the
-// sizes of the fields before it: encoding/binary lays fields out without
-// padding, so every C padding byte must be a named Go field).
-func layoutFacts(facts map[string]uint64, cType, prefix string, base uint64, v any) {
-	t := reflect.TypeOf(v)
-	off := base
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if tag := f.Tag.Get("c"); tag != "" {
-			facts["offsetof("+cType+", "+prefix+tag+")"] = off
-		}
-		off += uint64(binary.Size(reflect.New(f.Type).Elem().Interface()))
-	}
-}
-
-// cheaderWith runs a C program with extra includes through cheader.Run:
-// cheader's program is main's body, so this one closes main and prints from
-// a constructor, which runs before main.
-func cheaderWith(t *testing.T, includes string, prints string) map[string]uint64 {
-	t.Helper()
-	return cheader.Run(t, "return 0; }\n"+includes+"\n__attribute__((constructor)) static int xensr_layout(void) {\n"+prints)
-}
-
-// compareWith checks every C expression in want against the Go value.
-func compareWith(t *testing.T, includes string, want map[string]uint64) {
-	t.Helper()
-	var prints strings.Builder
-	names := map[string]string{}
-	i := 0
-	for expr := range want {
-		name := "v" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-		names[name] = expr
-		prints.WriteString(cheader.Print(name, expr))
-		i++
-	}
-	got := cheaderWith(t, includes, prints.String())
-	for name, expr := range names {
-		if v, ok := got[name]; !ok || v != want[expr] {
-			t.Errorf("%s: Go has %d, C has %d", expr, want[expr], v)
-		}
-	}
-}
 
 const saveIncludes = "#include <string.h>\n#include <xen/hvm/save.h>"
 
@@ -116,7 +71,7 @@ func TestLayoutsAgainstC(t *testing.T) {
 		facts["HVM_SAVE_CODE("+r.name+")"] = uint64(tc)
 		facts["HVM_SAVE_LENGTH("+r.name+")"] = uint64(types[tc].size)
 		facts["sizeof("+r.cType+")"] = uint64(binary.Size(r.v))
-		layoutFacts(facts, r.cType, "", 0, r.v)
+		cheader.Fields(facts, r.cType, "", 0, r.v)
 	}
 	// libxen-dev 4.17 predates pending_esr (Xen 4.21, commit b28b590d4a
 	// "x86/vlapic: Fix handling of writes to APIC_ESR"): its LAPIC is the
@@ -124,11 +79,11 @@ func TestLayoutsAgainstC(t *testing.T) {
 	facts["sizeof(struct hvm_hw_lapic)"] = LAPICSizeLegacy
 	facts["HVM_SAVE_LENGTH(LAPIC)"] = LAPICSizeLegacy
 	// Nested structures.
-	layoutFacts(facts, "struct hvm_hw_pit", "channels[1].", 16, PITChannel{})
+	cheader.Fields(facts, "struct hvm_hw_pit", "channels[1].", 16, PITChannel{})
 	facts["sizeof(struct hvm_hw_pit_channel)"] = uint64(binary.Size(PITChannel{}))
-	layoutFacts(facts, "struct hvm_hw_hpet", "timers[2].", 256+2*32, HPETTimer{})
-	layoutFacts(facts, "struct hvm_msr", "msr[1].", CPUMSRHeaderSize+CPUMSREntrySize, MSR{})
-	compareWith(t, saveIncludes, facts)
+	cheader.Fields(facts, "struct hvm_hw_hpet", "timers[2].", 256+2*32, HPETTimer{})
+	cheader.Fields(facts, "struct hvm_msr", "msr[1].", CPUMSRHeaderSize+CPUMSREntrySize, MSR{})
+	cheader.CompareWith(t, saveIncludes, facts)
 	t.Logf("%d layout facts agree with the C headers", len(facts))
 }
 
@@ -172,7 +127,7 @@ func TestBitfieldsAgainstC(t *testing.T) {
 			prints.WriteString(cheader.Print("p"+string(rune('a'+i))+"e", "c.pending_event"))
 		}
 	}
-	got := cheaderWith(t, saveIncludes, prints.String())
+	got := cheader.RunWith(t, saveIncludes, prints.String())
 	for i, n := range names {
 		kind, set, _ := strings.Cut(n, " ")
 		_, val, _ := strings.Cut(set, " = ")

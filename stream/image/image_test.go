@@ -9,11 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	fixturepkg "github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/internal/xentools"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/libxc"
@@ -21,30 +19,8 @@ import (
 	"github.com/xensr/xensr/stream/xl"
 )
 
-var fixtureCache sync.Map
-
 // fixture returns the decompressed bytes of stream/testdata/NAME.zst.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	if b, ok := fixtureCache.Load(name); ok {
-		return b.([]byte)
-	}
-	z, err := os.ReadFile(filepath.Join("..", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fixtureCache.Store(name, b)
-	return b
-}
+func fixture(t testing.TB, name string) []byte { return fixturepkg.Load(t, name) }
 
 // The valid fixtures: trimmed real Xen 4.17 images (see mkfixtures.go) and a
 // checkpointed stream synthesised from real PVH records.

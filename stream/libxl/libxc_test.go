@@ -4,28 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/xl"
 )
 
 func realFixture(t *testing.T, name string) []byte {
-	t.Helper()
-	z, err := os.ReadFile(filepath.Join("..", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, _ := zstd.NewReader(nil)
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bytes.Clone(fixture.Load(t, name))
 }
 
 // readWithLibxc reads a libxl stream through Libxc and returns the libxl

@@ -8,31 +8,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	fixturepkg "github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 	"github.com/xensr/xensr/stream/pv"
 )
 
 // fixture returns the decompressed bytes of stream/testdata/NAME.zst.
-func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	z, err := os.ReadFile(filepath.Join("..", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func fixture(t testing.TB, name string) []byte { return fixturepkg.Load(t, name) }
 
 // checkImage decodes vCPU0 of a PV image and checks it against the image's
 // own records: CR3 and the GDT frames name PFNs below the P2M's end, and

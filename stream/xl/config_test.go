@@ -4,29 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream"
 )
 
 // fixtureHeader reads the xl header of stream/testdata/NAME.zst.
 func fixtureHeader(t *testing.T, name string) *Header {
 	t.Helper()
-	z, err := os.ReadFile(filepath.Join("..", "testdata", name+".zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(bytes.NewReader(z))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	h, err := ReadHeader(zr, Options{})
+	h, err := ReadHeader(bytes.NewReader(fixture.Load(t, name)), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
