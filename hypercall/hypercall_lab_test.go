@@ -85,7 +85,7 @@ func TestLabVersionAndDomains(t *testing.T) {
 func TestLabPauseUnpause(t *testing.T) {
 	labtest.Require(t)
 	x := openXen(t)
-	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	name := labtest.Guest(t, labtest.GuestPVH)
 	id := domid(t, name)
 	if err := x.PauseDomain(id); err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestLabPauseUnpause(t *testing.T) {
 func TestLabLogDirtyPVH(t *testing.T) {
 	labtest.Require(t)
 	x := openXen(t)
-	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	name := labtest.Guest(t, labtest.GuestPVH)
 	id := domid(t, name)
 	max, err := x.MaximumGPFN(id)
 	if err != nil || max == 0 {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -104,26 +105,66 @@ func GuestName(cfg string) (string, error) {
 
 // CreateGuest creates the guest of cfg with `xl create`, waits until its
 // console counter is above 2, and destroys it when the test ends. It returns
-// the guest's name.
+// the guest's name. The test fails if any guest triple-faults meanwhile.
 func CreateGuest(t testing.TB, cfg string) string {
+	t.Helper()
+	name := createGuest(t, cfg)
+	t.Cleanup(func() { RunErr("xl", "destroy", name) })
+	return name
+}
+
+// shared holds the names of the guests Guest created in this process.
+var shared sync.Map
+
+// Guest is CreateGuest for tests that leave the guest as they found it:
+// running under the same name, unpaused, with log-dirty off. The first
+// call in a test binary creates the guest of cfg; later calls reuse it
+// while it still runs and counts, which spares a boot (~20 s under TCG).
+// The guest is not destroyed when the test ends: the lab's suite destroys
+// every guest after each package. The test fails if any guest
+// triple-faults meanwhile.
+func Guest(t testing.TB, cfg string) string {
 	t.Helper()
 	name, err := GuestName(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := shared.Load(name); ok {
+		if _, err := RunErr("xl", "domid", name); err == nil {
+			t.Cleanup(func() { checkTripleFault(t) })
+			WaitCounter(t, name, Counter(name), time.Minute)
+			return name
+		}
+	}
+	createGuest(t, cfg)
+	shared.Store(name, true)
+	return name
+}
+
+// createGuest is CreateGuest without the destroy at the end.
+func createGuest(t testing.TB, cfg string) string {
+	t.Helper()
+	name, err := GuestName(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared.Delete(name)
 	RunErr("xl", "destroy", name) // a leftover from an earlier test
 	os.Remove(ConsoleLog(name))
 	RunErr("xl", "dmesg", "-c")
 	Run(t, "xl", "create", cfg)
-	t.Cleanup(func() {
-		if m := TripleFault(); m != "" {
-			t.Errorf("a guest died during the test%s", m)
-		}
-		RunErr("xl", "dmesg", "-c")
-		RunErr("xl", "destroy", name)
-	})
+	t.Cleanup(func() { checkTripleFault(t) })
 	WaitCounter(t, name, 2, 10*time.Minute)
 	return name
+}
+
+// checkTripleFault fails t if Xen's console ring shows a guest's triple
+// fault, and empties the ring.
+func checkTripleFault(t testing.TB) {
+	if m := TripleFault(); m != "" {
+		t.Errorf("a guest died during the test%s", m)
+	}
+	RunErr("xl", "dmesg", "-c")
 }
 
 // ConsoleLog is the xenconsoled log file of the named guest.

@@ -101,7 +101,7 @@ func waitCounter(t *testing.T, name string, above int) int {
 // the Writers, restores the RE-ENCODED image, and checks the guest goes on.
 // Then `xl save -c` (the guest keeps running) must re-encode identically too.
 func saveRestore(t *testing.T, cfg string) {
-	name := labtest.CreateGuest(t, cfg)
+	name := labtest.Guest(t, cfg)
 	dir := t.TempDir()
 	img := filepath.Join(dir, name+".save")
 	before := labtest.Counter(name)
@@ -142,7 +142,7 @@ func TestLabPVHSaveRestoreReencoded(t *testing.T) {
 // goes on.
 func TestLabPVHMigrateStream(t *testing.T) {
 	labtest.Require(t)
-	name := labtest.CreateGuest(t, labtest.GuestPVH)
+	name := labtest.Guest(t, labtest.GuestPVH)
 	dir := t.TempDir()
 	tee := filepath.Join(dir, name+"-migrate.stream")
 	before := labtest.Counter(name)
