@@ -152,9 +152,12 @@ func createGuest(t testing.TB, cfg string) string {
 	RunErr("xl", "destroy", name) // a leftover from an earlier test
 	os.Remove(ConsoleLog(name))
 	RunErr("xl", "dmesg", "-c")
+	t0 := time.Now()
 	Run(t, "xl", "create", cfg)
+	created := time.Since(t0)
 	t.Cleanup(func() { checkTripleFault(t) })
 	WaitCounter(t, name, 2, 10*time.Minute)
+	t.Logf("GUEST %s: xl create %.1f s, counting after %.1f s", name, created.Seconds(), time.Since(t0).Seconds())
 	return name
 }
 
