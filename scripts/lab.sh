@@ -21,7 +21,8 @@
 #   XENSR_LAB_XS_PKGS   packages also run under oxenstored (default ./xenstore)
 #   XENSR_LAB_OUT       output folder kept after the run (default: a temp dir)
 #   XENSR_LAB_TIMEOUT   seconds one boot may take (default 2400)
-#   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM
+#   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM,
+#   XENSR_LAB_TCG_THREAD (multi or single: QEMU's TCG threads)
 #   XENSR_LAB_XEN_ARGS  more Xen command-line options (default asid=0; see
 #                       internal/xenlab/boot.sh, empty gives Xen its ASIDs)
 #   Any other XENSR_LAB_* variable is passed to the tests in dom0 (the
