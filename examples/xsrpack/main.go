@@ -147,6 +147,7 @@ func do(name string, o opts, rest []string, stdin io.Reader, stdout, stderr io.W
 			if o.best {
 				opt.Level = pack.LevelBest
 			}
+			hugeHeap()
 			st, err := pack.Pack(out, in, opt)
 			if err != nil {
 				return err

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// hugeHeap does nothing here (see heap_linux.go).
+func hugeHeap() {}
