@@ -313,12 +313,12 @@ func TestLabGuestDisk(t *testing.T) {
 		off := consoleSize(name)
 		stop := goBackend(t, dom, "xvdb", makeDisk(t, "bench-go.img", fmt.Sprint("bench ", mib), mib+2)).stop
 		g := waitConsole(t, name, off, benchRE("xvdb"), 6*time.Minute)
-		stop()
+		flushed(t, "mapped", stop())
 		t.Logf("Go backend, mapped:      write %.1f MB/s, read %.1f MB/s (%s MiB, %s/%s cs)", rate(g[1], g[2]), rate(g[1], g[3]), g[1], g[2], g[3])
 		off = consoleSize(name)
 		stop = goBackend(t, dom, "xvde", makeDisk(t, "bench-copy.img", fmt.Sprint("bench ", mib), mib+2), true).stop
 		g = waitConsole(t, name, off, benchRE("xvde"), 6*time.Minute)
-		stop()
+		flushed(t, "grant copy", stop())
 		t.Logf("Go backend, grant copy:  write %.1f MB/s, read %.1f MB/s (%s MiB, %s/%s cs)", rate(g[1], g[2]), rate(g[1], g[3]), g[1], g[2], g[3])
 
 		// Kernel blkback over /dev/loop0, on an image of the same size.
@@ -352,6 +352,18 @@ func TestLabGuestDisk(t *testing.T) {
 		k := waitConsole(t, name, off, benchRE("xvdc"), 6*time.Minute)
 		t.Logf("kernel blkback, loop:    write %.1f MB/s, read %.1f MB/s (%s MiB, %s/%s cs)", rate(k[1], k[2]), rate(k[1], k[3]), k[1], k[2], k[3])
 	})
+}
+
+// flushed checks that a benchmark's backend answered the guest's flushes
+// (dd's conv=fsync: blkfront sends BLKIF_OP_FLUSH_DISKCACHE, as the backend
+// offers feature-flush-cache) and no request with an error.
+func flushed(t *testing.T, what string, b *blkback.Backend) {
+	t.Helper()
+	st := b.Stats()
+	t.Logf("Go backend, %s: %+v", what, st)
+	if st.Flushes == 0 || st.Errors != 0 || st.Writes == 0 || st.Reads == 0 {
+		t.Errorf("Go backend, %s: want flushes, reads and writes answered with no error: %+v", what, st)
+	}
 }
 
 // quiesce shows the 2014 hazard and the Tracker's answer on a live guest
