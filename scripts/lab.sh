@@ -120,6 +120,7 @@ out, pkgs, flavours, xens = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(
 xs_pkgs = open(os.path.join(out, "xs-pkgs.txt")).read().split()
 tot = {"pass": 0, "fail": 0, "skip": 0}
 bad = []
+retried = []
 for xen in xens:
   per = {"pass": 0, "fail": 0, "skip": 0}
   for fl in flavours:
@@ -143,6 +144,15 @@ for xen in xens:
         print(f"lab {p:24} xen={xen} xenstored={fl:5} pass={c['pass']:3} fail={c['fail']:2} skip={c['skip']:2} (top-level {top['pass']}/{top['fail']}/{top['skip']}) rc={rc}")
         for m in re.finditer(r"^\s*--- (FAIL|SKIP): (\S+).*$", text, re.M):
             print("     ", m.group(0).strip())
+        try1 = os.path.join(out, res, name + ".try1.log")
+        if os.path.exists(try1):
+            # dom0-suite.sh ran the package again: a guest died or stopped.
+            t1 = open(try1, errors="replace").read().splitlines()
+            why = [l for l in t1 if re.search(r"a guest died during the test|does not carry on|counter stayed at|shows the counter going on|the guest rebooted while waiting", l)]
+            retried.append(f"{p} (Xen {xen}, xenstored={fl}): {why[0].strip()[:300] if why else '?'}")
+            print(f"     RETRIED (try 1 failed; log {try1}):")
+            for l in why[:5]:
+                print("     |", l[:400])
         if rc != "0" or c["fail"]:
             bad.append(f"{p} (Xen {xen}, xenstored={fl}): rc={rc}, {c['fail']} failed; log {log}")
             # CI keeps only what is printed: the failing tests' own messages
@@ -156,7 +166,9 @@ for xen in xens:
             for l in lines[-30:]:
                 print("     |", l[:400])
   print(f"lab (Xen {xen}): {per['pass']} passed, {per['fail']} failed, {per['skip']} skipped")
-print(f"lab: {tot['pass']} passed, {tot['fail']} failed, {tot['skip']} skipped")
+print(f"lab: {tot['pass']} passed, {tot['fail']} failed, {tot['skip']} skipped, {len(retried)} packages retried")
+for r in retried:
+    print("LAB RETRIED after a guest died or stopped (TCG):", r)
 if tot["pass"] == 0:
     bad.append("no lab test passed: the lab ran nothing")
 for b in bad:
