@@ -26,7 +26,7 @@ LOG=$DIR/serial-$XS.log
 # lab"). That TCG mishandles an ASID-based flush is the likely cause, not proven.
 xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all ${XENSR_LAB_XEN_ARGS-asid=0}"
 dom0_args="console=hvc0 earlyprintk=xen loglevel=5 xensr.xs=$XS"
-qemu=(qemu-system-x86_64 -machine pc -accel "tcg,thread=${XENSR_LAB_TCG_THREAD:-multi}" -cpu "$CPU" -smp "$SMP" -m "$MEM"
+qemu=("${XENSR_LAB_QEMU:-qemu-system-x86_64}" -machine pc -accel "tcg,thread=${XENSR_LAB_TCG_THREAD:-multi}" -cpu "$CPU" -smp "$SMP" -m "$MEM"
 	-nographic -no-reboot -monitor none -serial stdio
 	-kernel "$CACHE/xen" -append "$xen_args"
 	-initrd "$CACHE/vmlinuz $dom0_args,$CACHE/dom0.cpio.gz"
