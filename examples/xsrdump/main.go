@@ -11,7 +11,9 @@
 // count when the file has one), and exits 1 with the first error as soon as
 // it is found (without -verify the walk is relaxed, for forensic reading).
 // -verify alone seeks over the page contents of a regular file, which no
-// check reads (zero pages are then not counted), and reads a pipe whole,
+// check reads (zero pages are then not counted); on Linux it splices a
+// pipe's page contents to /dev/null, never copying them into the process
+// (zero pages not counted either), and elsewhere reads a pipe whole,
 // counting zero pages without keeping the pages (image.Options.SkipPages).
 // -rewrite writes the re-encoded image to OUT and reports whether
 // it is byte-identical to the input. -c declares a checkpointed (Remus/COLO)
@@ -59,7 +61,8 @@ strictly with -verify, and re-encodes it through the xensr Writers with
 -rewrite. Without -verify the walk is relaxed (forensic reading) and the
 verdict is "not verified". PAGE_DATA records are summed up unless -records.
 -verify of a regular file seeks over the page contents, which no check
-reads (zero pages are then not counted: -v, -records or a pipe count them).`, stderr)
+reads, and on Linux splices those of a pipe to /dev/null (zero pages are
+then not counted: -v or -records count them).`, stderr)
 	fs := cmd.Flags
 	fs.BoolVar(&c.verbose, "v", false, "verbose: record details (PFN ranges, page types, emulator data, the domain config)")
 	fs.BoolVar(&c.json, "json", false, "print JSON: the summary and verdict, and with -v or -records the items")

@@ -157,7 +157,10 @@ type Options struct {
 	// (A record that runs past the end of the input is read, so truncation
 	// is reported as without SkipPages.) A stream is read through a 64 KiB
 	// buffer, every byte of it (the page contents straight into a scratch
-	// buffer), and its zero pages are counted as usual.
+	// buffer), and its zero pages are counted as usual; but on Linux, from
+	// an *os.File open on a pipe, the page contents are spliced to
+	// /dev/null (never copied into the process) and counted as Unread, as
+	// from a file.
 	SkipPages bool
 }
 
@@ -240,6 +243,16 @@ func (w *Walker) SkippedBytes() int64 {
 		return 0
 	}
 	return w.skip.skipped
+}
+
+// SplicedBytes returns how many of the SkippedBytes were passed over in the
+// kernel, spliced from a pipe to /dev/null without being copied into the
+// process (Options.SkipPages on Linux).
+func (w *Walker) SplicedBytes() int64 {
+	if w.skip == nil {
+		return 0
+	}
+	return w.skip.spliced
 }
 
 // Format returns the outermost format, once the first item was read.

@@ -26,7 +26,10 @@ import (
 // (one that runs past its end is read, so truncation is reported as
 // without it). A stream is read through a 64 KiB buffer and every byte of
 // a window is read from it into a small scratch buffer, where whole zero
-// pages are counted: the record buffer's pages are never written.
+// pages are counted: the record buffer's pages are never written. On
+// Linux, a pipe's window bytes are spliced to /dev/null instead (the bytes
+// the buffer already holds are passed over first): they are never copied
+// into the process, and its zero pages are not counted.
 //
 // Leaving the caller's buffer unwritten matters: on some virtual machines
 // the first touch of a page of fresh memory costs more than the rest of a
@@ -42,6 +45,10 @@ type skipReader struct {
 	from, to int64
 	// skipped counts the window bytes handed out as read.
 	skipped int64
+	// sp passes over a pipe's window bytes in the kernel (Linux), or is
+	// nil; spliced counts the bytes it passed over.
+	sp      *splicer
+	spliced int64
 
 	// A stream's window is read into scratch; zero counts its whole zero
 	// pages, pageZero says whether the page being read is zero so far.
@@ -100,16 +107,19 @@ func newSkipReader(r io.Reader) *skipReader {
 		s.ra, s.base, s.pos, s.size = ra, base, base, size
 	} else {
 		s.br = bufio.NewReaderSize(r, 64<<10)
-		// Larger than the buffer, so that bufio reads window bytes
-		// straight into it rather than copying them through its own.
-		s.scratch = make([]byte, 256<<10)
+		if s.sp = newSplicer(r); s.sp == nil {
+			// Larger than the buffer, so that bufio reads window
+			// bytes straight into it rather than copying them
+			// through its own.
+			s.scratch = make([]byte, 256<<10)
+		}
 	}
 	return s
 }
 
 // counted reports whether the pages of a window are read and their zero
-// pages counted (a stream), rather than not read at all.
-func (s *skipReader) counted() bool { return s.br != nil }
+// pages counted (a stream not spliced), rather than not read at all.
+func (s *skipReader) counted() bool { return s.br != nil && s.sp == nil }
 
 // arm is called with the offset in the input at which the next libxc
 // record starts, before the libxc reader reads it. It reports whether the
@@ -166,6 +176,9 @@ func (s *skipReader) Read(p []byte) (int, error) {
 	}
 	if s.pos >= s.from && s.pos < s.to {
 		n := int(min(int64(len(p)), s.to-s.pos))
+		if s.sp != nil {
+			return s.splice(n)
+		}
 		if s.br != nil {
 			m, err := s.br.Read(s.scratch[:min(n, len(s.scratch))])
 			s.countZero(s.scratch[:m])
@@ -216,4 +229,23 @@ func (s *skipReader) countZero(b []byte) {
 			s.pageZero, at = true, 0
 		}
 	}
+}
+
+// splice passes over the next n window bytes of a pipe: those the buffer
+// holds first, the rest spliced to /dev/null.
+func (s *skipReader) splice(n int) (int, error) {
+	if b := s.br.Buffered(); b > 0 {
+		m, _ := s.br.Discard(min(n, b))
+		s.pos += int64(m)
+		s.skipped += int64(m)
+		return m, nil
+	}
+	m, err := s.sp.discard(n)
+	s.pos += int64(m)
+	s.skipped += int64(m)
+	s.spliced += int64(m)
+	if m > 0 && err == io.EOF {
+		err = nil // the next Read reports it
+	}
+	return m, err
 }

@@ -32,7 +32,11 @@ type walkResult struct {
 }
 
 func walkWith(r io.Reader, opt Options) walkResult {
-	w := NewWalker(r, opt)
+	return walkOf(NewWalker(r, opt), opt)
+}
+
+// walkOf walks w, made with opt, to its end or first error.
+func walkOf(w *Walker, opt Options) walkResult {
 	res := walkResult{relaxed: opt.Relaxed}
 	for {
 		it, err := w.Next()
