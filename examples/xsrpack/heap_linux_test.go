@@ -13,22 +13,23 @@ import (
 	"unsafe"
 )
 
-// TestHugeHeap: after hugeHeap, a large allocation (as a zstd encoder's
-// history buffer) lies in memory the kernel may back with transparent huge
-// pages (THPeligible in /proc/self/smaps). Run in a fresh process, whose
+// TestHugeHeap: hugeHeap leaves its stretch of the heap eligible for
+// transparent huge pages (THPeligible in /proc/self/smaps), where the next
+// large allocations (as a zstd encoder's history buffer) usually land; it
+// logs whether a 16 MiB allocation did (the runtime does not promise it:
+// in one CI run of 2026-12-02 it did not). Run in a fresh process, whose
 // heap holds nothing else.
 func TestHugeHeap(t *testing.T) {
 	if os.Getenv("XSRPACK_HUGEHEAP_CHILD") == "1" {
-		hugeHeap()
+		lo := hugeHeap()
+		eligible, found := thpEligible(t, lo)
+		if !found || !eligible {
+			t.Fatalf("hugeHeap's stretch at %#x: in smaps %v, eligible for huge pages %v", lo, found, eligible)
+		}
 		b := make([]byte, 16<<20)
 		at := uintptr(unsafe.Pointer(&b[0]))
-		eligible, found := thpEligible(t, at)
-		if !found {
-			t.Fatalf("no mapping holds %#x in /proc/self/smaps", at)
-		}
-		if !eligible {
-			t.Fatalf("a 16 MiB allocation after hugeHeap, at %#x, is not in memory eligible for huge pages", at)
-		}
+		eligible, found = thpEligible(t, at)
+		t.Logf("a 16 MiB allocation after hugeHeap: at %#x (stretch at %#x), eligible %v (mapping found %v)", at, lo, eligible, found)
 		return
 	}
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
