@@ -259,9 +259,6 @@ func rate(mib, cs string) float64 {
 // complete them).
 func TestLabGuestDisk(t *testing.T) {
 	labtest.Require(t)
-	if os.Getenv("XENSR_LAB_BLK_GUEST") != "1" && !long() {
-		t.Skip("SKIP-KNOWN-FAILURE: kept behind XENSR_LAB_BLK_GUEST=1 until two lab runs pass on both Xen flavours (its sibling's guest triple-faulted in a live save on 4.20 with asid=0; /work/notes/blk3.md)")
-	}
 	// The throughput subtest loads Linux's blkback, which would claim
 	// every vbd backend directory written after it: unloaded when the
 	// test ends (registered first, so it runs after the guest is gone),
