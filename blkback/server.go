@@ -135,15 +135,6 @@ func (s *Server) Serve() (notify bool, err error) {
 func (s *Server) handle(idx uint32, off int64) (blkif.Response, error) {
 	r := &s.req
 	blkif.DecodeRequest(s.slot, r) // a full slot always decodes
-	if r.Operation == blkif.OpFlushDiskcache && r.NrSegments == 0 {
-		// A flush without data covers no sectors: its sector_number is
-		// not a position (Linux blkfront sends the flush request's,
-		// (sector_t)-1), and Linux's blkback checks the range only of
-		// requests with sectors. Refusing it with an error made blkfront
-		// turn its flushes off for the disk ("empty flush diskcache op
-		// failed").
-		r.Sector = 0
-	}
 	err := r.Check(s.info, idx, off)
 	if err == nil {
 		err = s.do(r)
