@@ -10,14 +10,22 @@ import (
 	"testing"
 
 	"github.com/xensr/xensr/stream/libxc"
+	"golang.org/x/sys/unix"
 )
 
-// pipeWalk walks in with SkipPages from a real pipe (os.Pipe), written in
-// chunks of chunk bytes (0: one write), and returns what it saw and the
-// bytes it spliced.
-func pipeWalk(t *testing.T, in []byte, opt Options, chunk int) (walkResult, int64) {
+// pipeWalk walks in with SkipPages from a real pipe, written in chunks of
+// chunk bytes (0: one write), and returns what it saw and the bytes it
+// spliced. The pipe is os.Pipe's (non-blocking, waited for in Go's poller)
+// or, blocking, a plain pipe(2) as a shell gives a command's stdin.
+func pipeWalk(t *testing.T, in []byte, opt Options, chunk int, blocking bool) (walkResult, int64) {
 	t.Helper()
 	pr, pw, err := os.Pipe()
+	if blocking {
+		var fds [2]int
+		if err = unix.Pipe(fds[:]); err == nil {
+			pr, pw = os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +69,12 @@ func TestSplicePipe(t *testing.T) {
 			t.Fatal(str.err)
 		}
 		for _, chunk := range []int{0, 4093} {
-			what := fmt.Sprintf("%s chunk %d", f.name, chunk)
-			p, spliced := pipeWalk(t, in, opt, chunk)
-			sameVerdict(t, what, str, p, false)
-			checkSpliced(t, what, p, spliced, str.sum.Pages.DataPages)
+			for _, blocking := range []bool{false, true} {
+				what := fmt.Sprintf("%s chunk %d blocking %v", f.name, chunk, blocking)
+				p, spliced := pipeWalk(t, in, opt, chunk, blocking)
+				sameVerdict(t, what, str, p, false)
+				checkSpliced(t, what, p, spliced, str.sum.Pages.DataPages)
+			}
 		}
 	}
 
@@ -93,13 +103,14 @@ func TestSplicePipe(t *testing.T) {
 			(from + to) / 2, to - libxc.PageSize, to - 8, to - 1, to, to + 1, to + 8, to + 16, to + 24,
 			int64(len(in)) - 1}
 		for _, cut := range cuts {
-			for _, chunk := range []int{0, 4093} {
-				what := fmt.Sprintf("%s cut at %d (A's payload [%d, %d)) chunk %d", name, cut, from, to, chunk)
+			for i, chunk := range []int{0, 4093} {
+				blocking := (i+int(cut))%2 == 0 // both kinds, over the cuts
+				what := fmt.Sprintf("%s cut at %d (A's payload [%d, %d)) chunk %d blocking %v", name, cut, from, to, chunk, blocking)
 				str := walkWith(streamOnly{bytes.NewReader(in[:cut])}, Options{})
 				if str.err == nil {
 					t.Fatalf("%s: a plain walk passed", what)
 				}
-				p, spliced := pipeWalk(t, in[:cut], Options{}, chunk)
+				p, spliced := pipeWalk(t, in[:cut], Options{}, chunk, blocking)
 				sameVerdict(t, what, str, p, false)
 				if spliced > p.skipped {
 					t.Errorf("%s: %d bytes spliced of %d skipped", what, spliced, p.skipped)
