@@ -3,34 +3,18 @@ package compat
 import (
 	"bytes"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-
+	fixturepkg "github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream/hvm"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
 )
 
-// fixture returns the decompressed bytes of stream/testdata/NAME.zst.
+// fixture returns a copy of the decompressed stream/testdata/NAME.zst.
 func fixture(t testing.TB, name string) []byte {
-	t.Helper()
-	z, err := os.ReadFile("../testdata/" + name + ".zst")
-	if err != nil {
-		t.Fatal(err)
-	}
-	zr, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	b, err := zr.DecodeAll(z, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bytes.Clone(fixturepkg.Load(t, name))
 }
 
 // growLAPIC re-encodes an image with every HVM LAPIC record in Xen 4.21's
