@@ -35,8 +35,11 @@ func TripleFault() string {
 	}
 	rip, _ := strconv.ParseUint(m[1], 16, 64)
 	msg += fmt.Sprintf(" at RIP %#x", rip)
+	// Only a guest kernel address names a function: Xen dumps its own
+	// state (RIP in Xen, CS e008) when the fault left no guest frame.
+	const kernelText = 0xffffffff80000000
 	ks, err := os.ReadFile("/proc/kallsyms")
-	if err != nil {
+	if err != nil || rip < kernelText {
 		return msg
 	}
 	var best uint64
