@@ -172,16 +172,7 @@ func TestSkipPagesSameErrors(t *testing.T) {
 		recs := pageRecords(t, in)
 		// A: a PAGE_DATA record with data followed by another PAGE_DATA
 		// record (B), so that B's head comes right after skipped bytes.
-		var a, b Item
-		for i := 0; i+1 < len(recs); i++ {
-			if recs[i].Pages.DataPages > 0 && recs[i+1].Offset == recs[i].Offset+recs[i].Size {
-				a, b = recs[i], recs[i+1]
-				break
-			}
-		}
-		if a.Size == 0 {
-			t.Fatalf("%s: no PAGE_DATA record with data followed by another", name)
-		}
+		a, b := adjacentPageRecords(t, name, recs, 1)
 		le := binary.LittleEndian
 		count := int64(le.Uint32(in[a.Offset+8:]))
 		payload := a.Offset + 16 + 8*count // A's page contents start here
@@ -368,4 +359,18 @@ func TestSkipPagesReadsNoFurther(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the walk waited for bytes after the libxc END record")
 	}
+}
+
+// adjacentPageRecords returns the first PAGE_DATA record of recs with at
+// least minData data pages that another PAGE_DATA record (returned second)
+// follows directly; it fails t when fixture name has none.
+func adjacentPageRecords(t *testing.T, name string, recs []Item, minData int64) (a, b Item) {
+	t.Helper()
+	for i := 0; i+1 < len(recs); i++ {
+		if recs[i].Pages.DataPages >= minData && recs[i+1].Offset == recs[i].Offset+recs[i].Size {
+			return recs[i], recs[i+1]
+		}
+	}
+	t.Fatalf("%s: no PAGE_DATA record with data followed by another", name)
+	return
 }

@@ -82,16 +82,7 @@ func TestSplicePipe(t *testing.T) {
 		in := fixture(t, name)
 		recs := pageRecords(t, in)
 		// A: a PAGE_DATA record with data followed by another (B).
-		var a, b Item
-		for i := 0; i+1 < len(recs); i++ {
-			if recs[i].Pages.DataPages > 1 && recs[i+1].Offset == recs[i].Offset+recs[i].Size {
-				a, b = recs[i], recs[i+1]
-				break
-			}
-		}
-		if a.Size == 0 {
-			t.Fatalf("%s: no PAGE_DATA record with data followed by another", name)
-		}
+		a, b := adjacentPageRecords(t, name, recs, 2)
 		count := int64(binary.LittleEndian.Uint32(in[a.Offset+8:]))
 		from := a.Offset + 16 + 8*count // A's page contents
 		to := a.Offset + a.Size         // A's end: B
