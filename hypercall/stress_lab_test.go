@@ -215,7 +215,7 @@ func stress(t *testing.T, x *hypercall.Xen, rec *recordingAlloc, id uint32, secs
 // arm's zero would prove nothing.
 func TestLabCompactionStress(t *testing.T) {
 	labtest.Require(t)
-	name := labtest.Guest(t, labtest.GuestPVH)
+	name := labtest.CreateGuest(t, labtest.GuestPVH) // fresh: a guest that had log-dirty on (TestLabLogDirtyPVH) died under the stress (lab, 2026-12-02)
 	id := domid(t, name)
 	secs := 20
 	if s, err := strconv.Atoi(os.Getenv("XENSR_STRESS_SECONDS")); err == nil && s > 0 {
