@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/xensr/xensr/internal/fixture"
 	"github.com/xensr/xensr/stream"
 	"github.com/xensr/xensr/stream/image"
 	"github.com/xensr/xensr/stream/libxc"
@@ -40,25 +41,30 @@ func roundTrip(t testing.TB, img []byte, opt Options) ([]byte, Stats) {
 	return packed.Bytes(), st
 }
 
+// fixtures returns a copy of every image in stream/testdata, by file name
+// (NAME.zst).
 func fixtures(t *testing.T) map[string][]byte {
-	files, _ := filepath.Glob("../testdata/*.zst")
+	dir, err := fixture.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.zst"))
 	if len(files) == 0 {
 		t.Fatal("no fixtures in stream/testdata")
 	}
-	dec, _ := zstd.NewReader(nil)
 	out := map[string][]byte{}
 	for _, f := range files {
-		c, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := dec.DecodeAll(c, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = b
+		name := filepath.Base(f)
+		out[name] = bytes.Clone(fixture.Load(t, strings.TrimSuffix(name, ".zst")))
 	}
 	return out
+}
+
+// fixtureOptions returns the Options fixture name packs with and whether
+// it is a whole image (the "failed" fixtures are streams cut short).
+func fixtureOptions(name string) (opt Options, whole bool) {
+	opt.Image.Checkpointed = strings.Contains(name, "checkpointed")
+	return opt, !strings.Contains(name, "failed")
 }
 
 // TestRealFixtures packs the trimmed real Xen 4.17 images and checks the
@@ -66,11 +72,8 @@ func fixtures(t *testing.T) map[string][]byte {
 func TestRealFixtures(t *testing.T) {
 	for name, img := range fixtures(t) {
 		t.Run(name, func(t *testing.T) {
-			opt := Options{}
-			if bytes.Contains([]byte(name), []byte("checkpointed")) {
-				opt.Image.Checkpointed = true
-			}
-			if bytes.Contains([]byte(name), []byte("failed")) {
+			opt, whole := fixtureOptions(name)
+			if !whole {
 				if _, err := Pack(io.Discard, bytes.NewReader(img), opt); err == nil {
 					t.Fatal("a truncated stream packed without error")
 				}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xensr/xensr/stream/image"
@@ -34,12 +35,9 @@ func packOf(t *testing.T, r io.Reader, opt Options) ([]byte, Stats) {
 func TestRandomAccessSameOutput(t *testing.T) {
 	dir := t.TempDir()
 	for name, img := range fixtures(t) {
-		if bytes.Contains([]byte(name), []byte("failed")) {
-			continue // not a whole image
-		}
-		opt := Options{}
-		if bytes.Contains([]byte(name), []byte("checkpointed")) {
-			opt.Image.Checkpointed = true
+		opt, whole := fixtureOptions(name)
+		if !whole {
+			continue
 		}
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, img, 0o600); err != nil {
@@ -186,12 +184,9 @@ func TestRandomAccessRecordChanged(t *testing.T) {
 // which Pack reads itself) or as a stream.
 func TestProgress(t *testing.T) {
 	for name, img := range fixtures(t) {
-		if bytes.Contains([]byte(name), []byte("failed")) {
-			continue // not a whole image
-		}
-		opt := Options{}
-		if bytes.Contains([]byte(name), []byte("checkpointed")) {
-			opt.Image.Checkpointed = true
+		opt, whole := fixtureOptions(name)
+		if !whole {
+			continue
 		}
 		for how, in := range map[string]io.Reader{"stream": streamOnly{bytes.NewReader(img)}, "at offsets": bytes.NewReader(img)} {
 			var sum int64
@@ -248,10 +243,10 @@ func TestPageContentsReadError(t *testing.T) {
 func TestRandomAccessAtOffset(t *testing.T) {
 	dir := t.TempDir()
 	for name, img := range fixtures(t) {
-		if !bytes.Contains([]byte(name), []byte("guest1-pv")) || bytes.Contains([]byte(name), []byte("failed")) {
+		opt, whole := fixtureOptions(name)
+		if !strings.Contains(name, "guest1-pv") || !whole {
 			continue
 		}
-		opt := Options{}
 		want, _ := packOf(t, streamOnly{bytes.NewReader(img)}, opt)
 		prefix := bytes.Repeat([]byte{0xa5}, 3*pageSize+123)
 		path := filepath.Join(dir, name)
