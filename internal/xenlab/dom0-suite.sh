@@ -35,7 +35,10 @@ for bin in bin/*.test; do
 		# start, and its first log is kept as NAME.try1.log. A second
 		# failure stands; XENSR_LAB_RETRY=0 turns this off.
 		[ "$(cat "$R/$name.rc")" != 0 ] && [ "$try" = 1 ] && [ "${XENSR_LAB_RETRY:-1}" = 1 ] || break
-		grep -qE "a guest died during the test|the guest does not carry on|counter stayed at|shows the counter going on|the guest rebooted while waiting" "$R/$name.log" || break
+		# The first line that says so is the reason, kept in NAME.retried
+		# for lab.sh.
+		grep -m1 -E "a guest died during the test|the guest does not carry on|counter stayed at|shows the counter going on|the guest rebooted while waiting" \
+			"$R/$name.log" >"$R/$name.retried" || { rm -f "$R/$name.retried"; break; }
 		mv "$R/$name.log" "$R/$name.try1.log"
 		echo "XENSR-LAB: $name retried: a guest died or stopped (log of try 1: $R/$name.try1.log)"
 		try=2
