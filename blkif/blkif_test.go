@@ -182,7 +182,12 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			return
 		}
-		if r.Sector+r.Sectors() > disk.Sectors || r.NrSegments > MaxSegments {
+		// A request of no sectors (only a flush without data may be one)
+		// touches nothing, whatever its sector_number says.
+		if r.Sectors() == 0 && r.Operation != OpFlushDiskcache {
+			t.Fatalf("accepted %+v with no sectors", r)
+		}
+		if (r.Sectors() > 0 && r.Sector+r.Sectors() > disk.Sectors) || r.NrSegments > MaxSegments {
 			t.Fatalf("accepted %+v beyond the disk", r)
 		}
 		for _, s := range r.Seg[:r.NrSegments] {
