@@ -205,7 +205,7 @@ type Disk struct {
 // ErrNotSupported for an operation the backend does not offer).
 func (r *Request) Check(d Disk, idx uint32, off int64) error {
 	bad := func(field string, err error) error {
-		return &stream.FormatError{Layer: "blkif", Offset: off, Index: int(idx), Type: uint32(r.Operation), Field: field, Err: err}
+		return &stream.FormatError{Layer: "blkif", Offset: off, Index: int(idx), Type: uint32(r.Operation), TypeName: OpName(r.Operation), Field: field, Err: err}
 	}
 	switch r.Operation {
 	case OpRead, OpWrite:

@@ -135,6 +135,11 @@ func TestCheck(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: message %q does not name the field", tc.name, err)
 		}
+		// The request is named by its operation, as stream's layers name
+		// their records: "record 77 (write)", not "(type 0x1)".
+		if want := "record 77 (" + OpName(tc.r.Operation) + ")"; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: message %q does not name the operation (%q)", tc.name, err, want)
+		}
 	}
 }
 

@@ -43,7 +43,7 @@ func Example() {
 	}
 	// Output:
 	// notify backend: true
-	// blkif: record 1 (type 0x1) at offset 176, field nr_segments: invalid field value: 12 segments, want at most 11
+	// blkif: record 1 (write) at offset 176, field nr_segments: invalid field value: 12 segments, want at most 11
 	// notify frontend: true
 	// {ID:1 Operation:0 Status:0}
 	// {ID:2 Operation:1 Status:-1}
