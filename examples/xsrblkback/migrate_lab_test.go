@@ -389,8 +389,14 @@ func verdict(name, vdev string, o offsets) (round, errs int, bad []string, done 
 // pass and the requests it answered after the guest was suspended.
 func TestLabGuestDiskMigrate(t *testing.T) {
 	labtest.Require(t)
-	if os.Getenv("XENSR_LAB_BLK_GUEST") != "1" && !long() {
-		t.Skipf("SKIP-KNOWN-FAILURE: the guest triple-faulted during the first live save (log-dirty on, Xen 4.20, lab run of 2026-12-02 00:54, asid=0: pvclock_clocksource_read+0x15, cr2 fffffe0000000080, the IDT's #DF entry; the same RIP as the triple fault of an earlier run without any migration), most likely the lab's TCG-emulated nested SVM (/work/notes/blk3.md); XENSR_LAB_BLK_GUEST=1 runs the 3-migration arm, %s=1 the 10 migrations and the control", longEnv)
+	// Xen 4.20 only: its guests died under the lab's TCG (a triple fault
+	// with the IDT unreadable) in 5 of 109 guest starts of the kept lab logs,
+	// against 2 of 183 on 4.17; a fresh guest died at boot too, so it is
+	// the lab's emulation, not the migration (README, "The lab"). The
+	// retry of a package whose guest died absorbs one death on 4.17; on
+	// 4.20 these migrations failed in 1 of 4 runs.
+	if xen := os.Getenv("XENSR_LAB_XEN"); xen != "4.17" && os.Getenv("XENSR_LAB_BLK_GUEST") != "1" && !long() {
+		t.Skipf("SKIP-KNOWN-FAILURE: live migrations of the disk guest on Xen %q, where the lab's guests die under TCG (a fresh guest's boot too; 1 of 4 runs of this test); XENSR_LAB_BLK_GUEST=1 runs the 3-migration arm, %s=1 the 10 migrations and the control", xen, longEnv)
 	}
 	name := createGuest(t)
 	h, err := migrate.OpenHost(context.Background())
