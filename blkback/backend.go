@@ -141,10 +141,12 @@ func (b *Backend) Run(ctx context.Context) error {
 	}
 	if st != xenbus.StateInitialised && st != xenbus.StateConnected {
 		xenbus.WriteState(context.WithoutCancel(ctx), c, bp, xenbus.StateClosed)
+		b.cfg.Logf("blkback: %s Closed: the frontend went %v before connecting", bp, st)
 		return fmt.Errorf("%w (state %v before connecting)", ErrClosed, st)
 	}
 	if err := b.connect(ctx); err != nil {
 		xenbus.WriteState(context.WithoutCancel(ctx), c, bp, xenbus.StateClosed)
+		b.cfg.Logf("blkback: %s Closed: connecting failed: %v", bp, err)
 		return err
 	}
 	if err := xenbus.WriteState(ctx, c, bp, xenbus.StateConnected); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -254,7 +255,7 @@ func (f *frontend) connect(c *xenstore.Client, d xenbus.Device) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := xenbus.WaitState(ctx, c, d.BackendPath(), func(s xenbus.State) bool { return s == xenbus.StateInitWait }); err != nil {
-		f.t.Fatal(err)
+		f.failHandshake(c, d, err)
 	}
 	ref, page := f.share()
 	r, err := ring.NewFront(page, blkif.EntrySize)
@@ -270,7 +271,7 @@ func (f *frontend) connect(c *xenstore.Client, d xenbus.Device) {
 	}
 	xenbus.WriteState(ctx, c, fp, xenbus.StateInitialised)
 	if _, err := xenbus.WaitState(ctx, c, d.BackendPath(), func(s xenbus.State) bool { return s == xenbus.StateConnected }); err != nil {
-		f.t.Fatal(err)
+		f.failHandshake(c, d, err)
 	}
 	for _, k := range []string{"sectors", "info", "sector-size", "feature-flush-cache"} {
 		if ok, _ := c.Exists(ctx, d.BackendPath()+"/"+k); !ok {
@@ -278,6 +279,31 @@ func (f *frontend) connect(c *xenstore.Client, d xenbus.Device) {
 		}
 	}
 	xenbus.WriteState(ctx, c, fp, xenbus.StateConnected)
+}
+
+// failHandshake fails the test with what both ends' directories hold, so
+// a handshake that stalls says which end stopped where.
+func (f *frontend) failHandshake(c *xenstore.Client, d xenbus.Device, err error) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var dump []string
+	for _, dir := range []string{d.BackendPath(), d.FrontendPath()} {
+		keys, lerr := c.Directory(ctx, dir)
+		if lerr != nil {
+			dump = append(dump, fmt.Sprintf("%s: %v", dir, lerr))
+			continue
+		}
+		for _, k := range keys {
+			v, rerr := c.Read(ctx, dir+"/"+k)
+			if rerr != nil {
+				dump = append(dump, fmt.Sprintf("%s/%s: %v", dir, k, rerr))
+			} else {
+				dump = append(dump, fmt.Sprintf("%s/%s = %q", dir, k, v))
+			}
+		}
+	}
+	f.t.Fatalf("frontend handshake: %v\n  %s", err, strings.Join(dump, "\n  "))
 }
 
 // push writes raw request slots and notifies.

@@ -17,6 +17,7 @@
 #   XENSR_LAB_PARALLEL  1: boot the flavours at the same time, one QEMU each
 #   XENSR_LAB_PKGS      packages to run (default: all with *_lab_test.go)
 #   XENSR_LAB_RUN       -test.run pattern (default ^TestLab)
+#   XENSR_LAB_COUNT     -test.count for every test binary (default 1), to repeat a test in one boot
 #   XENSR_LAB_XS        xenstored flavours to boot (default "c ocaml")
 #   XENSR_LAB_XS_PKGS   packages also run under oxenstored (default ./xenstore)
 #   XENSR_LAB_OUT       output folder kept after the run (default: a temp dir)

@@ -25,7 +25,7 @@ for bin in bin/*.test; do
 	cp "$bin" /tmp/t.test && chmod +x /tmp/t.test
 	try=1
 	while :; do
-		( cd "$A/$name" && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLab}" \
+		( cd "$A/$name" && XENSR_LAB_OUT=$(pwd) /tmp/t.test -test.run "${XENSR_LAB_RUN:-^TestLab}" -test.count "${XENSR_LAB_COUNT:-1}" \
 			-test.v -test.timeout "${XENSR_LAB_TEST_TIMEOUT:-15m}" ) >"$R/$name.log" 2>&1
 		echo $? >"$R/$name.rc"
 		for d in $(xl list 2>/dev/null | awk 'NR>2 {print $1}'); do xl destroy "$d"; done
