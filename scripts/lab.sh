@@ -26,7 +26,7 @@
 #   XENSR_LAB_TCG_THREAD (multi or single: QEMU's TCG threads)
 #   XENSR_LAB_XEN_ARGS  more Xen command-line options (internal/xenlab/boot.sh)
 #   Any other XENSR_LAB_* variable is passed to the tests in dom0 (the
-#   knobs of gated cells, e.g. XENSR_LAB_BLK_GUEST=1).
+#   knobs of gated cells, e.g. XENSR_LAB_BLK_LONG=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -51,7 +51,7 @@ cp internal/xenlab/dom0-suite.sh "$OUT/"
 {
 	printf 'XENSR_LAB_RUN=%q\n' "${XENSR_LAB_RUN:-^TestLab}"
 	printf 'export XENSR_LAB_RUN\n'
-	# The tests' own knobs (XENSR_LAB_BLK_GUEST, XENSR_LAB_PV_GUEST2, ...)
+	# The tests' own knobs (XENSR_LAB_BLK_LONG, XENSR_LAB_PV_GUEST2, ...)
 	# reach dom0 too; the harness's own are set there by dom0-suite.sh.
 	for v in $(compgen -e | grep '^XENSR_LAB_' | grep -vx 'XENSR_LAB_\(RUN\|OUT\|XEN\|ROOT\|PKGS\|XS\|XS_PKGS\|CACHE\|TIMEOUT\|CPU\|SMP\|MEM\|DOM0_MEM\|QEMU_ARGS\)'); do
 		printf '%s=%q\nexport %s\n' "$v" "${!v}" "$v"

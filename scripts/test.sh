@@ -77,15 +77,6 @@ else
 	# took longer (CI check of 2026-12-01: ~30 min for the C boots against
 	# 24 min in all one after the other).
 	XENSR_LAB_PARALLEL=${XENSR_LAB_PARALLEL:-0} XENSR_LAB_XEN=${XENSR_LAB_XEN:-4.17 4.20} bash scripts/lab.sh
-	# The block backend's live migrations (issue #20) in a boot of their
-	# own with one vCPU: under two the lab's guests die now and then right
-	# after setting up their event upcall (README, "The lab"), and these
-	# migrations were struck in 2 of 2 tries; under one none died in 58
-	# guest starts on Xen 4.17. TestLabGuestDiskMigrate skips itself on a
-	# machine of more vCPUs, so the boots above leave it to this one.
-	echo "== lab: block backend migrations (one vCPU)"
-	XENSR_LAB_SMP=1 XENSR_LAB_XEN=4.17 XENSR_LAB_XS=c XENSR_LAB_PKGS=./examples/xsrblkback \
-		XENSR_LAB_RUN='^TestLabGuestDiskMigrate$' XENSR_LAB_TIMEOUT=1200 bash scripts/lab.sh
 	# The two-host lab (issue #18). CI runs every path and the failure cases
 	# under the memory-dirtying load only (the README's table has the idle
 	# runs too); XENSR_PAIR_LOADS="idle dirty" runs both.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,16 +389,6 @@ func verdict(name, vdev string, o offsets) (round, errs int, bad []string, done 
 // pass and the requests it answered after the guest was suspended.
 func TestLabGuestDiskMigrate(t *testing.T) {
 	labtest.Require(t)
-	// Under two vCPUs the lab's PVH guests die now and then right after
-	// they set up their event upcall, a fresh guest at boot too (the lab's
-	// TCG emulation of SVM, README "The lab"); this test's migration
-	// targets were struck in 2 of 2 tries of the CI check of 2026-12-02
-	// 04:55 (Xen 4.17) and in 1 of 4 flavour runs before. Under one vCPU
-	// none died in 58 guest starts on 4.17, 20 of them this test's targets,
-	// so CI runs it in a one-vCPU boot of its own (scripts/test.sh).
-	if n := runtime.NumCPU(); n > 1 && os.Getenv("XENSR_LAB_BLK_GUEST") != "1" && !long() {
-		t.Skipf("SKIP-KNOWN-FAILURE: live migrations of the disk guest on a lab machine of %d vCPUs, where the lab's guests die under TCG (2 of 2 tries in CI, 2026-12-02); a one-vCPU boot (XENSR_LAB_SMP=1) runs it, as scripts/test.sh does; XENSR_LAB_BLK_GUEST=1 runs the 3-migration arm anyway, %s=1 the 10 migrations and the control", n, longEnv)
-	}
 	name := createGuest(t)
 	h, err := migrate.OpenHost(context.Background())
 	if err != nil {

@@ -313,19 +313,12 @@ func TestLabXsrrestore(t *testing.T) {
 	if !ok {
 		return
 	}
-	// Guests in the lab die now and then after a live migration or while
-	// log-dirty is on (a triple fault with the IDT unreadable, or a hang):
-	// fresh guests too, after xl's own migrations too, on both Xen versions,
-	// and never in 16 plain restores of one image by Go and by xl
-	// (TestLabRestoreLoop); QEMU's TCG emulation of SVM is the suspect
-	// (README, "The lab"). On 4.20 it struck these cells in 3 of 4 runs on
-	// 2026-12-02, so they run there with XENSR_LAB_GO_SAVE_420=1 only; on
-	// 4.17 each live cell starts from a fresh guest, so a guest damaged by
-	// one migration does not fail the next cell.
-	if xen := os.Getenv("XENSR_LAB_XEN"); xen != "4.17" && os.Getenv("XENSR_LAB_GO_SAVE_420") != "1" {
-		t.Skipf("SKIP-KNOWN-FAILURE: the Go save -> Go restore and live migration cells on Xen %q (lab guests die under log-dirty and live migration on Xen 4.20 under TCG, 3 of 4 runs); XENSR_LAB_GO_SAVE_420=1 runs them", xen)
-	}
-
+	// Guests in the lab died now and then after a live migration or while
+	// log-dirty was on (a triple fault with the IDT unreadable), fresh
+	// guests too, on both Xen versions, most on 4.20: QEMU's TCG emulation
+	// of SVM, until the lab pinned guests to a pCPU of their own (README,
+	// "The lab"). Each live cell still starts from a fresh guest, so a
+	// guest damaged by one migration would not fail the next cell.
 	ok = t.Run("GoSaveGoRestore", func(t *testing.T) {
 		h, err := migrate.OpenHost(context.Background())
 		if err != nil {
@@ -385,7 +378,7 @@ func TestLabXsrrestore(t *testing.T) {
 		}
 		return name
 	}
-	// fresh replaces the guest with a new one (see the gate above). The
+	// fresh replaces the guest with a new one (see above). The
 	// console log of NAME--incoming goes too: its counters belong to the
 	// guest before, and the checks take the highest counter of both logs
 	// as where the guest stands.
