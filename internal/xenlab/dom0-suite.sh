@@ -15,24 +15,22 @@ else
 fi
 mkdir -p "$R"
 export XENSR_LAB=1 XENSR_LAB_XEN XENSR_LAB_ROOT=$(pwd)
-# Guests on pCPU 1, dom0 on pCPU 0: with a guest's vCPU free to move between
-# the two pCPUs, QEMU's TCG emulation of SVM kills a PVH guest now and then
-# (a triple fault right after its upcall set-up, README "The lab"); pinned,
-# none died (lab runs of 2026-12-02). A domain is pinned within ~0.1 s of
-# appearing, before a new guest has booted far or a restored one runs.
-# XENSR_LAB_PIN=0 turns this off.
-pinner=
+# Guests pinned to pCPU 1: with a guest's vCPU free to move between the
+# two pCPUs, QEMU's TCG emulation of SVM kills a PVH guest now and then (a
+# triple fault right after its upcall set-up, README "The lab"); pinned,
+# none died (lab runs of 2026-12-02). dom0 keeps both pCPUs. A domain is
+# pinned when xenstored announces it (@introduceDomain: libxl and the Go
+# restore introduce a domain before they unpause it), with a look every
+# 2 s for one missed. XENSR_LAB_PIN=0 turns this off.
+pin_guests() {
+	for d in $(xl vcpu-list 2>/dev/null | awk 'NR>1 && $2!=0 && $7!="1" {print $2}' | sort -u); do
+		xl vcpu-pin "$d" all 1 2>/dev/null
+	done
+}
 if [ "${XENSR_LAB_PIN:-1}" = 1 ] && [ "$(xl info nr_cpus 2>/dev/null)" -ge 2 ] 2>/dev/null; then
-	xl vcpu-pin 0 all 0 && echo "XENSR-LAB: dom0 pinned to pCPU 0, guests to pCPU 1"
-	(
-		while :; do
-			for d in $(xl vcpu-list 2>/dev/null | awk 'NR>1 && $2!=0 && $7!="1" {print $2}' | sort -u); do
-				xl vcpu-pin "$d" all 1 2>/dev/null
-			done
-			sleep 0.1
-		done
-	) &
-	pinner=$!
+	echo "XENSR-LAB: guests pinned to pCPU 1"
+	(xenstore-watch @introduceDomain | while read -r _; do pin_guests; done) >/dev/null 2>&1 &
+	(while sleep 2; do pin_guests; done) >/dev/null 2>&1 &
 fi
 for bin in bin/*.test; do
 	[ -e "$bin" ] || continue
@@ -65,5 +63,4 @@ for bin in bin/*.test; do
 	end=$(cut -d' ' -f1 /proc/uptime)
 	echo "XENSR-LAB: $name rc=$(cat "$R/$name.rc") seconds=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')"
 done
-[ -z "$pinner" ] || kill "$pinner"
 echo "XENSR-LAB: suite-done"
