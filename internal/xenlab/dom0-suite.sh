@@ -20,17 +20,21 @@ export XENSR_LAB=1 XENSR_LAB_XEN XENSR_LAB_ROOT=$(pwd)
 # triple fault right after its upcall set-up, README "The lab"); pinned,
 # none died (lab runs of 2026-12-02). dom0 keeps both pCPUs. A domain is
 # pinned when xenstored announces it (@introduceDomain: libxl and the Go
-# restore introduce a domain before they unpause it), with a look every
-# 2 s for one missed. XENSR_LAB_PIN=0 turns this off.
+# restore introduce a domain before they unpause it); the watch is set
+# again if xenstore-watch ends. XENSR_LAB_PIN=0 turns this off.
 pin_guests() {
 	for d in $(xl vcpu-list 2>/dev/null | awk 'NR>1 && $2!=0 && $7!="1" {print $2}' | sort -u); do
-		xl vcpu-pin "$d" all 1 2>/dev/null
+		xl vcpu-pin "$d" all 1 2>/dev/null && echo "xenlab-pin: d$d on pCPU 1" >/dev/console
 	done
 }
 if [ "${XENSR_LAB_PIN:-1}" = 1 ] && [ "$(xl info nr_cpus 2>/dev/null)" -ge 2 ] 2>/dev/null; then
 	echo "XENSR-LAB: guests pinned to pCPU 1"
-	(xenstore-watch @introduceDomain | while read -r _; do pin_guests; done) >/dev/null 2>&1 &
-	(while sleep 2; do pin_guests; done) >/dev/null 2>&1 &
+	(
+		while :; do
+			xenstore-watch @introduceDomain | while read -r _; do pin_guests; done
+			sleep 1
+		done
+	) >/dev/null 2>&1 &
 fi
 for bin in bin/*.test; do
 	[ -e "$bin" ] || continue
