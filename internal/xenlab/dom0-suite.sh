@@ -20,9 +20,10 @@ export XENSR_LAB=1 XENSR_LAB_XEN XENSR_LAB_ROOT=$(pwd)
 # triple fault right after its upcall set-up, README "The lab"); pinned,
 # none died (lab runs of 2026-12-02). dom0 keeps both pCPUs. A domain is
 # pinned as soon as xenstored announces it (@introduceDomain: libxl and the
-# Go restore introduce a domain just before they unpause it, so a guest
-# runs at most a fraction of a second unpinned); the watch is set again if
-# xenstore-watch ends. XENSR_LAB_PIN=0 turns this off.
+# Go restore introduce a domain just before they unpause it; the two xl
+# calls take a moment, so a guest's first instants run unpinned, README);
+# the watch is set again if xenstore-watch ends. XENSR_LAB_PIN=0 turns
+# this off.
 pin_guests() {
 	for d in $(xl vcpu-list 2>/dev/null | awk 'NR>1 && $2!=0 && $7!="1" {print $2}' | sort -u); do
 		xl vcpu-pin "$d" all 1 2>/dev/null && echo "xenlab-pin: d$d on pCPU 1" >/dev/console
