@@ -25,6 +25,7 @@
 #   XENSR_LAB_CACHE, XENSR_LAB_CPU, XENSR_LAB_SMP, XENSR_LAB_MEM, XENSR_LAB_DOM0_MEM,
 #   XENSR_LAB_TCG_THREAD (multi or single: QEMU's TCG threads)
 #   XENSR_LAB_XEN_ARGS  more Xen command-line options (internal/xenlab/boot.sh)
+#   XENSR_LAB_PIN       0: leave the guests unpinned (default 1: dom0-suite.sh pins them to pCPU 1)
 #   Any other XENSR_LAB_* variable is passed to the tests in dom0 (the
 #   knobs of gated cells, e.g. XENSR_LAB_BLK_LONG=1).
 set -euo pipefail
