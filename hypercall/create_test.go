@@ -2,6 +2,7 @@ package hypercall
 
 import (
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 )
@@ -21,6 +22,10 @@ type buildXen struct {
 	frames   []uint64
 	limit    int
 	ports    [][2]uint16
+	// affinity: the flags and maps of the last setvcpuaffinity; Xen's
+	// effective hard map keeps only CPUs 0-3 (a pool of four).
+	affVCPU, affFlags uint32
+	affHard, affSoft  []byte
 }
 
 func (f *buildXen) Hypercall(op uint64, args [5]uint64) (uint64, error) {
@@ -50,6 +55,25 @@ func (f *buildXen) Hypercall(op uint64, args [5]uint64) (uint64, error) {
 			f.maxvcpus = le.Uint32(u[maxVCPUsMax:])
 		case domctlMaxMem:
 			f.maxmemkb = le.Uint64(u[maxMemKB:])
+		case domctlSetVCPUAffinity:
+			f.affVCPU, f.affFlags = le.Uint32(u[vcpuAffVCPU:]), le.Uint32(u[vcpuAffFlags:])
+			f.affHard, f.affSoft = nil, nil
+			for _, m := range []struct {
+				off  int
+				flag uint32
+				dst  *[]byte
+			}{{vcpuAffHard, vcpuAffinityHard, &f.affHard}, {vcpuAffSoft, vcpuAffinitySoft, &f.affSoft}} {
+				if f.affFlags&m.flag == 0 {
+					continue
+				}
+				nbits := int(le.Uint32(u[m.off+ctlBitmapNrBits:]))
+				b := f.a.mem(le.Uint64(u[m.off+ctlBitmapBuf:]), (nbits+7)/8)
+				*m.dst = append([]byte(nil), b...)
+				if m.flag == vcpuAffinityHard {
+					b[0] &= 0x0f
+					clear(b[1:])
+				}
+			}
 		case domctlSetPagingMempoolSize:
 			f.pool = le.Uint64(u[pagingMempoolSize:])
 		case domctlSetTSCInfo:
@@ -161,5 +185,62 @@ func TestDomainBuildingOnFake(t *testing.T) {
 	p2, err2 := x.AllocUnbound(12, 1)
 	if err1 != nil || err2 != nil || p1 != 1 || p2 != 2 || f.ports[1] != [2]uint16{12, 1} {
 		t.Fatalf("AllocUnbound: %d %d %v %v %v", p1, p2, err1, err2, f.ports)
+	}
+}
+
+func TestSetVCPUAffinityOnFake(t *testing.T) {
+	a := &fakeAlloc{pinned: true}
+	f := &buildXen{a: a, params: map[uint32]uint64{}}
+	x := New(f, NewPool(a))
+	defer x.Close()
+	hard, err := CPUMapOf(1, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soft, _ := CPUMapOf(1)
+	effHard, effSoft, err := x.SetVCPUAffinity(12, 3, hard, soft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.affVCPU != 3 || f.affFlags != vcpuAffinityHard|vcpuAffinitySoft ||
+		!slices.Equal(f.affHard, []byte{0x02, 0x02}) || !slices.Equal(f.affSoft, []byte{0x02}) {
+		t.Fatalf("Xen saw vcpu %d flags %#x hard %x soft %x", f.affVCPU, f.affFlags, f.affHard, f.affSoft)
+	}
+	// The effective hard map comes back from Xen's copy: CPU 9 is outside
+	// the fake's pool.
+	if !slices.Equal(effHard.CPUs(), []int{1}) || !slices.Equal(effSoft.CPUs(), []int{1}) {
+		t.Fatalf("effective hard %v soft %v", effHard.CPUs(), effSoft.CPUs())
+	}
+	// Soft only: the hard map is not sent and stays as it was.
+	if _, _, err := x.SetVCPUAffinity(12, 0, nil, soft); err != nil || f.affFlags != vcpuAffinitySoft || f.affHard != nil {
+		t.Fatalf("soft only: %v, flags %#x hard %x", err, f.affFlags, f.affHard)
+	}
+	// Neither: no hypercall.
+	f.affFlags = 99
+	if h, s, err := x.SetVCPUAffinity(12, 0, nil, nil); err != nil || h != nil || s != nil || f.affFlags != 99 {
+		t.Fatalf("no maps: %v %v %v, flags %d", h, s, err, f.affFlags)
+	}
+}
+
+func TestCPUMap(t *testing.T) {
+	for _, c := range [][]int{nil, {0}, {7, 8}, {1, 63, 64}, {MaxCPUMapCPU}} {
+		m, err := CPUMapOf(c...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.CPUs(); !slices.Equal(got, c) {
+			t.Errorf("CPUMapOf(%v).CPUs() = %v", c, got)
+		}
+		if c == nil && (m == nil || len(m) != 0) {
+			t.Errorf("CPUMapOf() = %#v, want an empty non-nil map (nil means 'leave as it is')", m)
+		}
+	}
+	if m, _ := CPUMapOf(MaxCPUMapCPU); len(m) != (MaxCPUMapCPU+8)/8 {
+		t.Errorf("map of CPU %d is %d bytes", MaxCPUMapCPU, len(m))
+	}
+	for _, bad := range []int{-1, MaxCPUMapCPU + 1} {
+		if _, err := CPUMapOf(bad); err == nil {
+			t.Errorf("CPUMapOf(%d) accepted", bad)
+		}
 	}
 }

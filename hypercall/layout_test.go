@@ -111,6 +111,10 @@ func TestLayoutsAgainstC(t *testing.T) {
 		"offsetof(struct evtchn_alloc_unbound, remote_dom)": evtchnAllocRemote, "offsetof(struct evtchn_alloc_unbound, port)": evtchnAllocPort,
 		"XENMEM_resource_grant_table": ResourceGrantTable, "XENMEM_resource_grant_table_id_shared": ResourceGrantTableIDShared,
 		"GNTTAB_RESERVED_CONSOLE": GrantRefConsole, "GNTTAB_RESERVED_XENSTORE": GrantRefXenstore,
+		"XEN_DOMCTL_setvcpuaffinity": domctlSetVCPUAffinity, "XEN_VCPUAFFINITY_HARD": vcpuAffinityHard, "XEN_VCPUAFFINITY_SOFT": vcpuAffinitySoft,
+		"offsetof(struct xen_domctl_vcpuaffinity, vcpu)": vcpuAffVCPU, "offsetof(struct xen_domctl_vcpuaffinity, flags)": vcpuAffFlags,
+		"offsetof(struct xen_domctl_vcpuaffinity, cpumap_hard)": vcpuAffHard, "offsetof(struct xen_domctl_vcpuaffinity, cpumap_soft)": vcpuAffSoft,
+		"offsetof(struct xenctl_bitmap, bitmap)": ctlBitmapBuf, "offsetof(struct xenctl_bitmap, nr_bits)": ctlBitmapNrBits,
 	} {
 		ours[name] = v
 	}

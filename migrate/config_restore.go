@@ -39,6 +39,13 @@ type DomainConfig struct {
 	VPMU              bool
 	MSRRelaxed        bool
 	VMTraceBufKB      uint32
+	// VCPUHardAffinity and VCPUSoftAffinity are b_info.vcpu_hard_affinity
+	// and vcpu_soft_affinity: per vCPU, the physical CPUs it may run on
+	// and the ones it prefers (xl's cpus= and cpus_soft=). Restore sets
+	// them before the domain first runs, as libxl__build_pre does; a vCPU
+	// past the end of a list keeps Xen's default.
+	VCPUHardAffinity [][]int
+	VCPUSoftAffinity [][]int
 	// JSON is the configuration as given (without trailing NULs).
 	JSON []byte
 }
@@ -74,7 +81,10 @@ type jsonConfig struct {
 		NestedHVM         string   `json:"nested_hvm"`
 		VPMU              string   `json:"vpmu"`
 		VMTraceBufKB      uint32   `json:"vmtrace_buf_kb"`
-		ArchX86           struct {
+		// A libxl_bitmap is a JSON list of the numbers of its set bits.
+		VCPUHardAffinity [][]int `json:"vcpu_hard_affinity"`
+		VCPUSoftAffinity [][]int `json:"vcpu_soft_affinity"`
+		ArchX86          struct {
 			MSRRelaxed string `json:"msr_relaxed"`
 		} `json:"arch_x86"`
 	} `json:"b_info"`
@@ -134,6 +144,25 @@ func ParseDomainConfig(b []byte) (*DomainConfig, error) {
 	}
 	if c.MaxVCPUs > 4096 {
 		return nil, fmt.Errorf("%w: b_info.max_vcpus %d", ErrConfig, c.MaxVCPUs)
+	}
+	for _, a := range []struct {
+		name string
+		maps [][]int
+		dst  *[][]int
+	}{{"vcpu_hard_affinity", j.BInfo.VCPUHardAffinity, &c.VCPUHardAffinity}, {"vcpu_soft_affinity", j.BInfo.VCPUSoftAffinity, &c.VCPUSoftAffinity}} {
+		// libxl sets one map per entry, and Xen refuses a vCPU at or
+		// past max_vcpus: say so before a domain is made.
+		if len(a.maps) > int(c.MaxVCPUs) {
+			return nil, fmt.Errorf("%w: b_info.%s has %d entries for %d vCPUs", ErrConfig, a.name, len(a.maps), c.MaxVCPUs)
+		}
+		for v, cpus := range a.maps {
+			for _, cpu := range cpus {
+				if cpu < 0 || cpu > hypercall.MaxCPUMapCPU {
+					return nil, fmt.Errorf("%w: b_info.%s[%d]: cpu %d outside 0..%d", ErrConfig, a.name, v, cpu, hypercall.MaxCPUMapCPU)
+				}
+			}
+		}
+		*a.dst = a.maps
 	}
 	c.AvailVCPUs = make([]bool, c.MaxVCPUs)
 	if j.BInfo.AvailVCPUs == nil {

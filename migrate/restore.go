@@ -25,6 +25,9 @@ import (
 type Builder interface {
 	CreateDomain(c hypercall.CreateDomain) (uint32, error)
 	SetMaxVCPUs(dom, n uint32) error
+	// SetVCPUAffinity sets a vCPU's hard and soft CPU affinity (a nil
+	// map: leave it).
+	SetVCPUAffinity(dom, vcpu uint32, hard, soft hypercall.CPUMap) error
 	SetMaxMem(dom uint32, kib uint64) error
 	SetPagingMempoolSize(dom uint32, bytes uint64) error
 	SetTSCInfo(dom uint32, t hypercall.TSCInfo) error
@@ -509,6 +512,7 @@ func (rs *restorer) create() error {
 		fn   func() error
 	}{
 		{"max_vcpus", func() error { return rs.b.SetMaxVCPUs(id, c.MaxVCPUs) }},
+		{"vcpu affinity", func() error { return rs.setAffinity(id) }},
 		{"max_mem", func() error { return rs.b.SetMaxMem(id, c.TargetMemKB+libxlMaxmemConstantKB) }},
 		{"evtchn alloc_unbound (xenstore)", func() (err error) { rs.storePort, err = rs.b.AllocUnbound(id, rs.storeDom); return }},
 		{"evtchn alloc_unbound (console)", func() (err error) { rs.consolePort, err = rs.b.AllocUnbound(id, rs.consoleDom); return }},
@@ -529,6 +533,30 @@ func (rs *restorer) create() error {
 	for _, s := range steps {
 		if err := s.fn(); err != nil {
 			return rs.step(s.name, err)
+		}
+	}
+	return nil
+}
+
+// setAffinity sets each vCPU's hard and soft affinity from the
+// configuration before the domain first runs (libxl__build_pre).
+func (rs *restorer) setAffinity(id uint32) error {
+	hard, soft := rs.cfg.VCPUHardAffinity, rs.cfg.VCPUSoftAffinity
+	for v := 0; v < max(len(hard), len(soft)); v++ {
+		var h, s hypercall.CPUMap
+		var err error
+		if v < len(hard) {
+			if h, err = hypercall.CPUMapOf(hard[v]...); err != nil {
+				return err
+			}
+		}
+		if v < len(soft) {
+			if s, err = hypercall.CPUMapOf(soft[v]...); err != nil {
+				return err
+			}
+		}
+		if err := rs.b.SetVCPUAffinity(id, uint32(v), h, s); err != nil {
+			return fmt.Errorf("vcpu %d: %w", v, err)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 type fakeBuilt struct {
 	create    hypercall.CreateDomain
 	maxVCPUs  uint32
+	affinity  map[uint32][2][]int // vCPU -> hard, soft CPUs (absent: never set)
 	maxMemKB  uint64
 	pool      uint64
 	tsc       []hypercall.TSCInfo // every settscinfo, in order
@@ -84,6 +85,28 @@ func (f *fakeBuilder) SetMaxVCPUs(dom, n uint32) error {
 		d.maxVCPUs = n
 	}
 	return err
+}
+
+func (f *fakeBuilder) SetVCPUAffinity(dom, vcpu uint32, hard, soft hypercall.CPUMap) error {
+	d, err := f.op("setvcpuaffinity", dom)
+	if err != nil {
+		return err
+	}
+	if vcpu >= d.maxVCPUs {
+		return &hypercall.Error{Op: "setvcpuaffinity", Domain: dom, Err: syscall.EINVAL}
+	}
+	if d.affinity == nil {
+		d.affinity = map[uint32][2][]int{}
+	}
+	a := d.affinity[vcpu]
+	if hard != nil {
+		a[0] = hard.CPUs()
+	}
+	if soft != nil {
+		a[1] = soft.CPUs()
+	}
+	d.affinity[vcpu] = a
+	return nil
 }
 
 func (f *fakeBuilder) SetMaxMem(dom uint32, kib uint64) error {

@@ -37,7 +37,11 @@ type xenBuilder struct {
 func (b *xenBuilder) CreateDomain(c hypercall.CreateDomain) (uint32, error) {
 	return b.h.X.CreateDomainOp(0, c)
 }
-func (b *xenBuilder) SetMaxVCPUs(dom, n uint32) error        { return b.h.X.SetMaxVCPUs(dom, n) }
+func (b *xenBuilder) SetMaxVCPUs(dom, n uint32) error { return b.h.X.SetMaxVCPUs(dom, n) }
+func (b *xenBuilder) SetVCPUAffinity(dom, vcpu uint32, hard, soft hypercall.CPUMap) error {
+	_, _, err := b.h.X.SetVCPUAffinity(dom, vcpu, hard, soft)
+	return err
+}
 func (b *xenBuilder) SetMaxMem(dom uint32, kib uint64) error { return b.h.X.SetMaxMem(dom, kib) }
 func (b *xenBuilder) SetPagingMempoolSize(dom uint32, n uint64) error {
 	return b.h.X.SetPagingMempoolSize(dom, n)

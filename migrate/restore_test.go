@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -21,7 +22,8 @@ import (
 // n up to 4000 pages (RAM plus the special pages at the top).
 const restoreConfig = `{"c_info":{"type":"pvh","name":"guest3","uuid":"6a1b7c2d-0e3f-4a5b-8c9d-aabbccddeeff","hap":"True"},
  "b_info":{"max_vcpus":2,"avail_vcpus":[0],"max_memkb":20480,"target_memkb":16384,"shadow_memkb":2048,
- "event_channels":1023,"max_grant_frames":64,"max_maptrack_frames":1024,"max_grant_version":1,"tsc_mode":"default"}}`
+ "event_channels":1023,"max_grant_frames":64,"max_maptrack_frames":1024,"max_grant_version":1,"tsc_mode":"default",
+ "vcpu_hard_affinity":[[1],[0,1]],"vcpu_soft_affinity":[[1]]}}`
 
 func restoreImage(t *testing.T, pages int, live bool) (*fakeDomain, []byte) {
 	t.Helper()
@@ -68,6 +70,9 @@ func checkRestored(t *testing.T, f *fakeDomain, b *fakeBuilder, ts *fakeToolstac
 	}
 	if d.maxVCPUs != 2 || d.maxMemKB != 16384+1024 || d.pool != 2048<<10 {
 		t.Errorf("max_vcpus %d max_mem %d pool %d", d.maxVCPUs, d.maxMemKB, d.pool)
+	}
+	if want := map[uint32][2][]int{0: {{1}, {1}}, 1: {{0, 1}, nil}}; !reflect.DeepEqual(d.affinity, want) {
+		t.Errorf("vcpu affinity (hard, soft) %v, want %v", d.affinity, want)
 	}
 	if !bytes.Equal(d.ctx, f.ctx) || !bytes.Equal(d.cpuid, f.cpuid) || !bytes.Equal(d.msr, f.msr) {
 		t.Error("HVM context or CPU policy not loaded verbatim")
@@ -239,7 +244,7 @@ func TestRestoreCancelLeavesNothing(t *testing.T) {
 // and its errno, and leaves nothing.
 func TestRestoreHypercallFailure(t *testing.T) {
 	_, img := restoreImage(t, 1200, false)
-	for _, op := range []string{"createdomain", "max_vcpus", "max_mem", "alloc_unbound", "settscinfo", "set_paging_mempool_size",
+	for _, op := range []string{"createdomain", "max_vcpus", "setvcpuaffinity", "max_mem", "alloc_unbound", "settscinfo", "set_paging_mempool_size",
 		"set_cpu_policy", "populate_physmap", "map", "set_param", "sethvmcontext", "gnttab_seed", "unpause"} {
 		b, ts := newFakeBuilder(), newFakeToolstack()
 		b.failOp = op
@@ -335,7 +340,16 @@ func TestParseDomainConfigDefaults(t *testing.T) {
 	if c.MaxVCPUs != 1 || c.TargetMemKB != 131072 || c.ShadowMemKB != 4*(256+2*128) || c.VideoMemKB != 0 || !c.HAP || c.TimerMode != 1 || c.EventChannels != 1023 || c.MaxGrantFrames != -1 {
 		t.Errorf("defaults: %+v", c)
 	}
-	for _, bad := range []string{`{`, `{"c_info":{"uuid":"xyz"}}`, `{"b_info":{"max_memkb":0}}`, `{"b_info":{"max_memkb":1024,"tsc_mode":"bogus"}}`} {
+	// At the limits: as many maps as vCPUs, the highest CPU Xen has.
+	c, err = ParseDomainConfig([]byte(`{"b_info":{"max_memkb":1024,"max_vcpus":2,"vcpu_hard_affinity":[[0],[16383]],"vcpu_soft_affinity":[]}}`))
+	if err != nil || len(c.VCPUHardAffinity) != 2 || c.VCPUHardAffinity[1][0] != hypercall.MaxCPUMapCPU || len(c.VCPUSoftAffinity) != 0 {
+		t.Errorf("affinity at the limits: %v %+v", err, c)
+	}
+	for _, bad := range []string{`{`, `{"c_info":{"uuid":"xyz"}}`, `{"b_info":{"max_memkb":0}}`, `{"b_info":{"max_memkb":1024,"tsc_mode":"bogus"}}`,
+		// Affinity: more maps than vCPUs, CPUs outside Xen's range, not a list.
+		`{"b_info":{"max_memkb":1024,"max_vcpus":2,"vcpu_hard_affinity":[[0],[1],[0]]}}`,
+		`{"b_info":{"max_memkb":1024,"vcpu_soft_affinity":[[1,16384]]}}`, `{"b_info":{"max_memkb":1024,"vcpu_hard_affinity":[[-1]]}}`,
+		`{"b_info":{"max_memkb":1024,"vcpu_hard_affinity":"1"}}`} {
 		if _, err := ParseDomainConfig([]byte(bad)); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", bad, err)
 		}

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -309,6 +310,54 @@ func TestLabXsrrestore(t *testing.T) {
 			t.Errorf("cancel: left something behind:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		rec("cancelled context after 8000 pages: %v", err)
+	})
+	if !ok {
+		return
+	}
+
+	// The configuration's vCPU affinity is set before the domain runs, as
+	// libxl does: a soft affinity (which nothing else in the lab sets; the
+	// lab's pinner sets hard affinity only) added to the image's
+	// configuration shows in xl vcpu-list of the paused restored domain.
+	ok = t.Run("AffinityFromConfig", func(t *testing.T) {
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := xl.ReadHeader(bytes.NewReader(b), xl.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(h.ConfigText(), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		bi, _ := cfg["b_info"].(map[string]any)
+		if bi == nil {
+			t.Fatal("no b_info in the image's configuration")
+		}
+		bi["vcpu_soft_affinity"] = [][]int{{1}}
+		j, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, err := migrate.OpenHost(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer host.Close()
+		r, err := host.Restore(context.Background(), bytes.NewReader(b), migrate.RestoreOptions{Name: "affinity", Config: j, Paused: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Destroy()
+		l := labtest.Run(t, "xl", "vcpu-list", "affinity")
+		lines := strings.Split(strings.TrimSpace(l), "\n")
+		f := strings.Fields(lines[len(lines)-1])
+		if len(f) < 3 || f[len(f)-2] != "/" || f[len(f)-1] != "1" {
+			t.Fatalf("xl vcpu-list of the restored domain: soft affinity not 1:\n%s", l)
+		}
+		rec("vCPU affinity from the configuration: xl vcpu-list says %q", strings.Join(f, " "))
 	})
 	if !ok {
 		return

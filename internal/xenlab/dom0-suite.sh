@@ -18,12 +18,15 @@ export XENSR_LAB=1 XENSR_LAB_XEN XENSR_LAB_ROOT=$(pwd)
 # Guests pinned to pCPU 1: with a guest's vCPU free to move between the
 # two pCPUs, QEMU's TCG emulation of SVM kills a PVH guest now and then (a
 # triple fault right after its upcall set-up, README "The lab"); pinned,
-# none died (lab runs of 2026-12-02). dom0 keeps both pCPUs. A domain is
-# pinned as soon as xenstored announces it (@introduceDomain: libxl and the
-# Go restore introduce a domain just before they unpause it; the two xl
-# calls take a moment, so a guest's first instants run unpinned, README);
-# the watch is set again if xenstore-watch ends. XENSR_LAB_PIN=0 turns
-# this off.
+# none died (lab runs of 2026-12-02). dom0 keeps both pCPUs. The lab's
+# guest configurations get cpus = "1", so xl and the Go restore (from the
+# configuration in the stream) set the hard affinity before a guest first
+# runs, a migrated or restored one too. A watch on @introduceDomain pins
+# any domain made without it (a test's own configuration); that pin comes
+# a moment late (two xl calls under TCG), after the guest's first instants,
+# as every pin did before the cpus= line (CI of stop 23: a guest restored
+# by the Go receiver died on pCPU 0 just before its pin). XENSR_LAB_PIN=0
+# turns both off.
 pin_guests() {
 	for d in $(xl vcpu-list 2>/dev/null | awk 'NR>1 && $2!=0 && $7!="1" {print $2}' | sort -u); do
 		xl vcpu-pin "$d" all 1 2>/dev/null && echo "xenlab-pin: d$d on pCPU 1" >/dev/console
@@ -31,6 +34,9 @@ pin_guests() {
 }
 if [ "${XENSR_LAB_PIN:-1}" = 1 ] && [ "$(xl info nr_cpus 2>/dev/null)" -ge 2 ] 2>/dev/null; then
 	echo "XENSR-LAB: guests pinned to pCPU 1"
+	for f in /lab/guest*.cfg; do
+		grep -q '^cpus' "$f" || echo 'cpus = "1"' >>"$f"
+	done
 	(
 		while :; do
 			xenstore-watch @introduceDomain | while read -r _; do pin_guests; done
