@@ -1,6 +1,7 @@
 package xenstore
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -258,9 +259,13 @@ func (c *Client) redialLoop() {
 
 func (c *Client) readLoop(conn io.ReadWriteCloser, done chan struct{}) {
 	defer close(done)
+	// Replies are read through a buffer: a header and its payload, and the
+	// replies to pipelined requests that arrived together, take one read
+	// instead of two each.
+	r := bufio.NewReaderSize(conn, HeaderSize+PayloadMax)
 	var buf []byte
 	for {
-		msg, b, err := ReadMessage(conn, buf, ReplyMax)
+		msg, b, err := ReadMessage(r, buf, ReplyMax)
 		buf = b
 		if err != nil {
 			c.fail(conn, err)
