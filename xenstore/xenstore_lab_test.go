@@ -42,9 +42,21 @@ func TestLabConformanceXenbus(t *testing.T) {
 
 // TestLabThroughput compares pipelined Go READ/WRITE throughput with a loop
 // of the C tools (xenstore-write/xenstore-read, one libxenstore connection
-// and one synchronous call each) in the same dom0, and reports the ratio:
-// medians of three rounds, the three ways taking turns, so that a burst of
-// other work in the machine does not decide it.
+// and one synchronous call each) and with the Go client used synchronously,
+// in the same dom0: medians of five rounds, the three ways taking turns, so
+// that a burst of other work in the machine does not decide it.
+//
+// What it holds the client to: pipelining works (the pipelined rate is at
+// least 1.25 times the synchronous one; 1.45-3.2 in the lab's logs), and
+// the pipelined client is not slower than the C tools against C xenstored
+// (1.06-1.67 there). Against oxenstored it must reach 0.8 of the tools'
+// rate, not 1: oxenstored is the bound there, whoever the client (64
+// requests in flight ran no faster than 16: 626/619, 572/533, 494/570
+// ops/s in one boot of 2026-12-02), and the tools already reach about
+// three quarters of its rate, so the pipelined client's edge is 1.1-1.45
+// and a noisy round read 0.94 and 0.97 (CI of stop 23; lab runs). The
+// synchronous Go client (0.6-0.8 of the tools there) would not pass it: it
+// is the control, and pipelining is held to 1.25 times it.
 func TestLabThroughput(t *testing.T) {
 	labtest.Require(t)
 	d := labDaemon(t)
@@ -54,7 +66,7 @@ func TestLabThroughput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	const n = 300
+	const n, rounds = 200, 5
 	base := "/xensr-bench"
 	defer c.Rm(ctx, base)
 
@@ -120,16 +132,23 @@ func TestLabThroughput(t *testing.T) {
 		return float64(2*cn) / time.Since(t0).Seconds()
 	}
 	var goRates, syncRates, cRates []float64
-	for round := 0; round < 3; round++ {
+	for round := 0; round < rounds; round++ {
 		goRates = append(goRates, pipelined(round))
 		syncRates = append(syncRates, sync(round))
 		cRates = append(cRates, tools(round))
 	}
 	goRate, syncRate, cRate := median(goRates), median(syncRates), median(cRates)
-	t.Logf("XENSTORE-THROUGHPUT xenstored=%s go-pipelined=%.0f ops/s go-sync=%.0f ops/s libxenstore-tools=%.0f ops/s ratio(pipelined/libxenstore)=%.2f (medians of 3 rounds: pipelined %.0f, sync %.0f, tools %.0f)",
-		d, goRate, syncRate, cRate, goRate/cRate, goRates, syncRates, cRates)
-	if goRate < cRate {
-		t.Errorf("pipelined Go client (%.0f ops/s) slower than libxenstore's tools (%.0f ops/s)", goRate, cRate)
+	t.Logf("XENSTORE-THROUGHPUT xenstored=%s go-pipelined=%.0f ops/s go-sync=%.0f ops/s libxenstore-tools=%.0f ops/s ratio(pipelined/libxenstore)=%.2f ratio(sync/libxenstore)=%.2f ratio(pipelined/sync)=%.2f (medians of %d rounds: pipelined %.0f, sync %.0f, tools %.0f)",
+		d, goRate, syncRate, cRate, goRate/cRate, syncRate/cRate, goRate/syncRate, rounds, goRates, syncRates, cRates)
+	if goRate < 1.25*syncRate {
+		t.Errorf("pipelining does not pay: pipelined %.0f ops/s, synchronous %.0f ops/s (want at least 1.25 times)", goRate, syncRate)
+	}
+	floor := 1.0
+	if d == "ocaml" {
+		floor = 0.8
+	}
+	if goRate < floor*cRate {
+		t.Errorf("pipelined Go client (%.0f ops/s) below %.2f of libxenstore's tools (%.0f ops/s) against %s xenstored", goRate, floor, cRate, d)
 	}
 }
 
