@@ -156,10 +156,8 @@ func ParseDomainConfig(b []byte) (*DomainConfig, error) {
 			return nil, fmt.Errorf("%w: b_info.%s has %d entries for %d vCPUs", ErrConfig, a.name, len(a.maps), c.MaxVCPUs)
 		}
 		for v, cpus := range a.maps {
-			for _, cpu := range cpus {
-				if cpu < 0 || cpu > hypercall.MaxCPUMapCPU {
-					return nil, fmt.Errorf("%w: b_info.%s[%d]: cpu %d outside 0..%d", ErrConfig, a.name, v, cpu, hypercall.MaxCPUMapCPU)
-				}
+			if _, err := hypercall.CPUMapOf(cpus...); err != nil {
+				return nil, fmt.Errorf("%w: b_info.%s[%d]: %v", ErrConfig, a.name, v, err)
 			}
 		}
 		*a.dst = a.maps
